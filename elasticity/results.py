@@ -1,0 +1,212 @@
+"""Cached results: keyed by a hash of the config and of the code that computes it, written atomically.
+
+Jupyter's execution cache only sees a chapter's own cells; it cannot see a change in the package.
+So every cached result here is keyed by its config *and* by a fingerprint of the source of the
+module that computes it and of every `elasticity` module that module imports, transitively.
+"""
+
+import ast
+import dataclasses
+import datetime
+import hashlib
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+
+from elasticity import paths
+
+_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "trl", "numpy", "pandas", "sympy")
+
+
+def config_key(config: Any) -> str:
+    """A short stable hash of a dataclass config (its type name and field values)."""
+    payload = {"type": type(config).__name__, "fields": dataclasses.asdict(config)}
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _imported_elasticity_modules(module: ModuleType) -> set[str]:
+    tree = ast.parse(Path(module.__file__).read_text())
+    package = module.__name__ if module.__file__.endswith("__init__.py") else module.__name__.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return {n for n in names if n == "elasticity" or n.startswith("elasticity.")}
+
+
+def code_fingerprint(fn: Callable) -> str:
+    """Hash of the source of `fn`'s module and of every `elasticity` module it imports, transitively."""
+    seen: dict[str, str] = {}
+    todo = [fn.__module__]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        try:
+            module = sys.modules.get(name) or __import__(name, fromlist=["_"])
+        except ImportError:  # `from elasticity.x import name` where name is not a module
+            continue
+        if not getattr(module, "__file__", None):
+            continue
+        seen[name] = Path(module.__file__).read_text()
+        todo.extend(_imported_elasticity_modules(module) - seen.keys())
+    digest = hashlib.sha256()
+    for name in sorted(seen):
+        digest.update(name.encode() + b"\0" + seen[name].encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _entry_dir(name: str, config: Any, compute: Callable, cache: Path | None) -> Path:
+    key = f"{config_key(config)}-{code_fingerprint(compute)}"
+    return (cache or paths.cache_dir()) / "results" / name / key
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, pd.DataFrame):
+        return {"__frame__": value.reset_index(drop=True).to_json(orient="table", index=False)}
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__frame__"}:
+            return pd.read_json(io.StringIO(value["__frame__"]), orient="table")
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, this package and the libraries whose behaviour changes results."""
+    found = {"python": platform.python_version()}
+    for name in ("elasticity", *_LIBRARIES):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def provenance(config: Any, wall_time_s: float, key: str) -> dict[str, Any]:
+    """What produced a result: config, key, versions, device, seed, wall time, command, when, where."""
+    fields = dataclasses.asdict(config)
+    return {
+        "config": fields,
+        "config_type": type(config).__name__,
+        "key": key,
+        "versions": versions(),
+        "device": fields.get("device", "cpu"),
+        "seed": fields.get("seed", fields.get("seeds")),
+        "wall_time_s": round(wall_time_s, 3),
+        "command": " ".join(sys.argv),
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
+    }
+
+
+def _atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
+    """Fill a fresh temporary directory beside `target`, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        fill(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished the same entry first: keep theirs
+            if not target.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load(name: str, config: Any, compute: Callable, *, cache: Path | None = None) -> Any | None:
+    """The cached result of `compute(config)`, or None if it has not been computed with this code."""
+    entry = _entry_dir(name, config, compute, cache)
+    if not (entry / "result.json").is_file():
+        return None
+    return _decode(json.loads((entry / "result.json").read_text()))
+
+
+def load_provenance(name: str, config: Any, compute: Callable, *, cache: Path | None = None) -> dict | None:
+    """The provenance record of a cached result, or None."""
+    path = _entry_dir(name, config, compute, cache) / "provenance.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_or_run(name: str, config: Any, compute: Callable[[Any], Any], *, cache: Path | None = None) -> Any:
+    """Return `compute(config)`, computing it only if no result for this config and code is cached.
+
+    Args:
+        name: experiment name, a directory under `<cache>/results/`.
+        config: a frozen dataclass; its fields and type name form the key.
+        compute: a function of the config returning a DataFrame, or a dict (nested dicts, lists,
+            numbers, strings and DataFrames). Its module's source is part of the key.
+        cache: the cache directory; `paths.cache_dir()` if None.
+
+    Returns:
+        The result as `compute` returned it (DataFrames come back with a fresh RangeIndex).
+    """
+    cached = load(name, config, compute, cache=cache)
+    if cached is not None:
+        return cached
+    entry = _entry_dir(name, config, compute, cache)
+    start = time.perf_counter()
+    result = compute(config)
+    record = provenance(config, time.perf_counter() - start, entry.name)
+
+    def fill(tmp: Path) -> None:
+        (tmp / "result.json").write_text(json.dumps(_encode(result)))
+        (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
+
+    _atomic_dir(entry, fill)
+    return _decode(_encode(result))
+
+
+def artifact_dir(kind: str, config: Any, build: Callable[[Any, Path], None], *, cache: Path | None = None) -> Path:
+    """A directory of files (a checkpoint, a tokenizer) built once per config and code, atomically.
+
+    `build(config, directory)` writes into an empty temporary directory, which is renamed into place
+    only once `build` returns, so an interrupted build leaves nothing that looks finished.
+    """
+    target = _entry_dir(kind, config, build, cache)
+    if not (target / "DONE").is_file():
+        if target.exists():  # a finished rename without the marker cannot happen; a stale dir can
+            shutil.rmtree(target)
+
+        def fill(tmp: Path) -> None:
+            start = time.perf_counter()
+            build(config, tmp)
+            record = provenance(config, time.perf_counter() - start, target.name)
+            (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
+            (tmp / "DONE").touch()
+
+        _atomic_dir(target, fill)
+    return target
