@@ -1,0 +1,38 @@
+"""House style for the book's figures; functions return figures and never call `plt.show()`."""
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+# One colour per series kind, reused across chapters so that a reader learns them once.
+COLORS = {
+    "base": "#444444",
+    "positive": "#1b7837",
+    "negative": "#b2182b",
+    "forward": "#2166ac",
+    "inverse": "#d6604d",
+    "theory": "#000000",
+}
+SEQUENTIAL = plt.get_cmap("viridis")
+
+_STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 110,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "font.size": 10,
+    "legend.frameon": False,
+}
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 3.6, **kwargs) -> tuple[Figure, object]:
+    """A figure in the house style with `nrows x ncols` axes (`plt.subplots` semantics for the axes)."""
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **kwargs)
+    return fig, axes
+
+
+def series_colors(n: int) -> list:
+    """`n` colours from the sequential map, for curves ordered by a size (data, parameters, tokens)."""
+    return [SEQUENTIAL(0.15 + 0.7 * i / max(n - 1, 1)) for i in range(n)]
