@@ -1,0 +1,115 @@
+"""Building the book: chapters, their parameters cells, and an execution cache that sees package changes."""
+
+import ast
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from elasticity import paths
+from elasticity.config import UserError, unknown
+
+
+def chapters() -> dict[str, Path]:
+    """The executable chapters: file stem -> path of `notebooks/<stem>.md`."""
+    return {p.stem: p for p in sorted(paths.notebooks_dir().glob("*.md"))}
+
+
+def chapter_path(name: str) -> Path:
+    """The source of a chapter, or a `UserError` listing the chapters."""
+    found = chapters()
+    if name not in found:
+        raise unknown("chapter", name, found)
+    return found[name]
+
+
+def parameters(path: Path) -> dict[str, Any]:
+    """The names and literal default values of a chapter's `parameters` cell, in order."""
+    import jupytext
+
+    notebook = jupytext.read(path)
+    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise UserError(f"{path.name} must have exactly one cell tagged 'parameters'; it has {len(cells)}")
+    found = {}
+    for node in ast.parse(cells[0].source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise UserError(f"{path.name}: the parameters cell may only assign literals to names")
+        found[node.targets[0].id] = ast.literal_eval(node.value)
+    return found
+
+
+def parse_value(name: str, text: str, default: Any) -> Any:
+    """A command-line parameter value, parsed as a Python literal and checked against the default's type.
+
+    Strings may be given bare (`-p family smollm2-135m`). A default of None accepts any literal.
+    """
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    if default is None or value is None:
+        return value
+    expected = type(default)
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float)
+        value = float(value) if ok else value
+    elif isinstance(default, list | tuple):
+        ok = isinstance(value, list | tuple)
+        value = type(default)(value) if ok else value
+    elif isinstance(default, str):
+        ok, value = True, text if not isinstance(value, str) else value
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise UserError(f"parameter {name!r} = {text!r} has the wrong type; expected {expected.__name__} "
+                        f"like the default {default!r}")
+    return value
+
+
+def package_fingerprint() -> str:
+    """A hash of every source file of the package: when it changes, cached chapter outputs are stale."""
+    digest = hashlib.sha256()
+    for path in sorted(paths.PACKAGE_DIR.rglob("*.py")):
+        digest.update(str(path.relative_to(paths.PACKAGE_DIR)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def sync_execution_cache(build_dir: Path) -> bool:
+    """Drop the Jupyter execution cache under `build_dir` if the package changed since it was filled.
+
+    Jupyter's cache keys a chapter by its cells only; a chapter whose code did not change but whose
+    package did would show stale outputs. Re-executing is cheap where results are cached by
+    `elasticity.results`, which recomputes only what the changed code affects.
+
+    Returns:
+        True if the cache was dropped.
+    """
+    cache = build_dir / ".jupyter_cache"
+    stamp = build_dir / ".elasticity-fingerprint"
+    current = package_fingerprint()
+    dropped = False
+    if stamp.is_file() and stamp.read_text() != current and cache.exists():
+        shutil.rmtree(cache)
+        dropped = True
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(current)
+    return dropped
+
+
+def build(path_output: Path | None = None, *, extra_args: tuple[str, ...] = ()) -> int:
+    """Build the book strictly (`-W --keep-going`) and return jupyter-book's exit code."""
+    root = paths.project_root()
+    if root is None:
+        raise UserError("building the book needs a checkout of the repository; none was found")
+    build_dir = (path_output or root) / "_build"
+    if sync_execution_cache(build_dir):
+        print("elasticity: the package changed since the last build; re-executing every chapter", flush=True)
+    command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "-W", "--keep-going"]
+    if path_output is not None:
+        command += ["--path-output", str(path_output)]
+    return subprocess.call([*command, *extra_args])

@@ -1,0 +1,180 @@
+"""The `elasticity` command: run chapters, build the book, list families and datasets, train, compress."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from elasticity.config import UserError
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Execute one chapter with papermill into runs/<family>/<chapter>.ipynb."""
+    from elasticity import book, paths
+
+    source = book.chapter_path(args.chapter)
+    defaults = book.parameters(source)
+    values = {}
+    for name, text in args.parameter:
+        if name not in defaults:
+            raise UserError(f"unknown parameter {name!r} of chapter {args.chapter!r}; accepted: {', '.join(defaults)}")
+        values[name] = book.parse_value(name, text, defaults[name])
+    family = str(values.get("family", defaults.get("family") or "default"))
+    out_dir = Path(args.out) if args.out else paths.runs_dir() / family
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / f"{args.chapter}.ipynb"
+
+    import jupytext
+    import papermill
+
+    notebook = jupytext.read(source)
+    print(f"elasticity: running {source.name} with {values or 'its defaults'} -> {output}", file=sys.stderr)
+    papermill.execute_notebook(
+        notebook, str(output), parameters=values, kernel_name="python3", language="python",
+        cwd=str(source.parent), progress_bar=args.progress,
+    )
+    print(output)
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    import os
+
+    from elasticity import book
+
+    if args.scale:
+        os.environ["ELASTICITY_SCALE"] = args.scale
+    return book.build(Path(args.path_output) if args.path_output else None)
+
+
+def _families(args: argparse.Namespace) -> int:
+    from elasticity import models
+
+    for name, family in models.FAMILIES.items():
+        print(f"{name:24s} {family.describe() if hasattr(family, 'describe') else family}")
+    return 0
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from elasticity import data
+
+    for name, spec in data.DATASETS.items():
+        print(f"{name:24s} {spec.describe() if hasattr(spec, 'describe') else spec}")
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from elasticity import models, pretrain
+    from elasticity.config import choice
+
+    sizes = args.size or list(models.sizes("tiny"))
+    for size in sizes:
+        choice("size of family 'tiny'", size, models.sizes("tiny"))
+    for size in sizes:
+        print(pretrain.pretrain(size))
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from elasticity import data, finetune, models
+
+    examples = data.examples(args.dataset, "train", n=args.n, seed=args.seed, label=args.label)
+    config = finetune.FinetuneConfig(
+        learning_rate=args.learning_rate, epochs=args.epochs, batch_size=args.batch_size,
+        max_length=args.max_length, seed=args.seed, lora=args.lora,
+    )
+    model, tokenizer = models.load(args.family, size=args.size, device=args.device, lora=args.lora)
+    result = finetune.finetune(model, tokenizer, examples, config, output_dir=Path(args.out))
+    result.model.save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    print(json.dumps({"out": args.out, "steps": len(result.losses), "first_loss": result.losses[0],
+                      "final_loss": result.final_loss}))
+    return 0
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from elasticity import archive
+
+    stats = archive.compress_file(Path(args.file), Path(args.output), family=args.family, size=args.size,
+                                  checkpoint=args.checkpoint, device=args.device)
+    print(json.dumps(stats))
+    return 0
+
+
+def _decompress(args: argparse.Namespace) -> int:
+    from elasticity import archive
+
+    stats = archive.decompress_file(Path(args.file), Path(args.output), device=args.device)
+    print(json.dumps(stats))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="elasticity", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    run = verbs.add_parser("run", help="execute one chapter with papermill into runs/<family>/<chapter>.ipynb")
+    run.add_argument("chapter", help="a chapter's file stem, e.g. rebound")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="set a parameter of the chapter (a Python literal; strings may be bare)")
+    run.add_argument("--out", help="output directory (default: runs/<family>/)")
+    run.add_argument("--no-progress", dest="progress", action="store_false", help="hide papermill's progress bar")
+    run.set_defaults(handler=_run)
+
+    book = verbs.add_parser("book", help="build the whole book strictly (-W --keep-going)")
+    book.add_argument("--scale", choices=["default", "smoke"], help="the scale every chapter runs at")
+    book.add_argument("--path-output", help="where _build/ goes (default: the repository root)")
+    book.set_defaults(handler=_book)
+
+    verbs.add_parser("families", help="list the model families").set_defaults(handler=_families)
+    verbs.add_parser("datasets", help="list the datasets").set_defaults(handler=_datasets)
+
+    pre = verbs.add_parser("pretrain", help="pre-train the tiny family (cached, resumable)")
+    pre.add_argument("--size", action="append", help="a tiny size (repeatable; default: all)")
+    pre.set_defaults(handler=_pretrain)
+
+    fine = verbs.add_parser("finetune", help="supervised fine-tuning of a family on a dataset")
+    fine.add_argument("--family", default="tiny")
+    fine.add_argument("--size")
+    fine.add_argument("--dataset", required=True)
+    fine.add_argument("--label", help="a label of the dataset, e.g. positive")
+    fine.add_argument("--n", type=int, help="number of examples (default: all)")
+    fine.add_argument("--epochs", type=float, default=1.0)
+    fine.add_argument("--learning-rate", type=float, default=1e-4)
+    fine.add_argument("--batch-size", type=int, default=8)
+    fine.add_argument("--max-length", type=int, default=128)
+    fine.add_argument("--lora", action="store_true", help="train LoRA adapters instead of all weights")
+    fine.add_argument("--seed", type=int, default=0)
+    fine.add_argument("--device", default="cpu")
+    fine.add_argument("--out", required=True, help="directory for checkpoints and the final model")
+    fine.set_defaults(handler=_finetune)
+
+    comp = verbs.add_parser("compress", help="arithmetic-code a file with a language model")
+    comp.add_argument("file")
+    comp.add_argument("-o", "--output", required=True)
+    comp.add_argument("--family", default="tiny")
+    comp.add_argument("--size")
+    comp.add_argument("--checkpoint", help="a fine-tuned checkpoint directory to code with")
+    comp.add_argument("--device", default="cpu")
+    comp.set_defaults(handler=_compress)
+
+    dec = verbs.add_parser("decompress", help="restore a file written by `elasticity compress`")
+    dec.add_argument("file")
+    dec.add_argument("-o", "--output", required=True)
+    dec.add_argument("--device", default="cpu")
+    dec.set_defaults(handler=_decompress)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `elasticity` console script; bad input exits 2 with a one-line message."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"elasticity: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
