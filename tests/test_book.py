@@ -1,0 +1,92 @@
+"""Tests of the book: chapter anatomy, table of contents, strict builds (smoke scale and a broken cell)."""
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import pytest
+import yaml
+
+from elasticity import book, paths
+
+ROOT = paths.project_root()
+CHAPTERS = book.chapters()
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+def test_toc_lists_every_chapter_and_every_file_exists():
+    files = toc_files()
+    for file in files:
+        assert (ROOT / f"{file}.md").is_file(), file
+    assert {f"notebooks/{stem}" for stem in CHAPTERS} <= set(files)
+
+
+@pytest.mark.parametrize("stem", sorted(CHAPTERS))
+def test_chapter_anatomy(stem):
+    path = CHAPTERS[stem]
+    text = path.read_text()
+    assert f"\n({stem})=\n# " in text, "a label equal to the file stem, then the title"
+    assert "{cite}`" in text, "the claim of the paper is cited"
+    notebook = jupytext.read(path)
+    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1
+    for line in cells[0].source.strip().splitlines():
+        if line.strip():
+            assert re.match(r"^\w+ = .+  # \S", line), f"a literal with a trailing comment: {line!r}"
+    book.parameters(path)  # literals only
+    glued = set(re.findall(r"""glue\(\s*f?["']([\w{}]+)["']""", text))
+    for key in re.findall(r"\{glue:\w+\}`([\w]+)", text):
+        assert key in glued or any("{" in g for g in glued), f"{key} is pasted but never glued"
+
+
+def test_no_executed_notebooks_tracked():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    assert not [f for f in tracked if f.endswith((".ipynb", ".safetensors", ".gguf", ".pt", ".bin"))]
+
+
+def _build(source: Path, output: Path, env: dict) -> subprocess.CompletedProcess:
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    return subprocess.run([str(jupyter_book), "build", str(source), "--path-output", str(output), "-W", "--keep-going"],
+                          capture_output=True, text=True, env=env)
+
+
+@pytest.mark.notebooks
+def test_broken_cell_fails_the_build_but_writes_html(tmp_path):
+    source = tmp_path / "src"
+    (source / "book").mkdir(parents=True)
+    shutil.copy(ROOT / "_config.yml", source / "_config.yml")
+    shutil.copy(ROOT / "book" / "references.bib", source / "book" / "references.bib")
+    (source / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/broken\n")
+    (source / "book" / "intro.md").write_text("# Intro\n\nA page {cite}`ji2025resist`.\n")
+    header = (ROOT / "book" / "status.md").read_text().split("(status)=")[0]
+    (source / "book" / "broken.md").write_text(header + "# Broken\n\n```{code-cell} ipython3\n1 / 0\n```\n")
+    completed = _build(source, tmp_path / "out", dict(os.environ))
+    assert completed.returncode != 0
+    assert "ZeroDivisionError" in completed.stdout + completed.stderr
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_whole_book_builds_strictly_at_smoke_scale(tmp_path):
+    env = dict(os.environ, ELASTICITY_SCALE="smoke", ELASTICITY_CACHE=str(tmp_path / "cache"))
+    completed = subprocess.run([sys.executable, "-m", "elasticity.cli", "book", "--path-output", str(tmp_path)],
+                               capture_output=True, text=True, env=env, cwd=ROOT)
+    log = completed.stdout + completed.stderr
+    assert completed.returncode == 0, log[-6000:]
+    assert "build succeeded" in log and "warning" not in log.split("build succeeded")[-1].lower()
+    html = tmp_path / "_build" / "html"
+    for file in toc_files():
+        assert (html / f"{file}.html").is_file(), file
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file(), "math renders offline"

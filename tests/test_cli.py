@@ -1,0 +1,95 @@
+"""Tests of the `elasticity` command: refusals are one line with exit code 2, before any work starts."""
+
+import subprocess
+import sys
+
+import pytest
+
+from elasticity import book, cli, paths
+
+TOY_CHAPTER = """---
+jupytext:
+  text_representation: {extension: .md, format_name: myst, format_version: 0.13, jupytext_version: 1.19.6}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+
+# Toy
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+family = "tiny"  # model family
+steps = 3  # number of steps
+rate = 0.5  # a float
+sizes = (1, 2)  # a tuple
+seeds = None  # None: the preset
+```
+
+```{code-cell} ipython3
+print(f"RESULT family={family} steps={steps} rate={rate} sizes={sizes} seeds={seeds}")
+```
+"""
+
+
+@pytest.fixture
+def toy_notebooks(tmp_path, monkeypatch):
+    (tmp_path / "toy.md").write_text(TOY_CHAPTER)
+    monkeypatch.setattr(paths, "notebooks_dir", lambda: tmp_path)
+    return tmp_path
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_unknown_chapter(capsys, toy_notebooks):
+    code, _, err = run_cli(capsys, "run", "nope")
+    assert code == 2
+    assert err.strip() == "elasticity: error: unknown chapter 'nope'; accepted: toy"
+
+
+def test_unknown_parameter_lists_accepted_names(capsys, toy_notebooks, tmp_path):
+    code, _, err = run_cli(capsys, "run", "toy", "-p", "stepz", "4", "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "unknown parameter 'stepz' of chapter 'toy'; accepted: family, steps, rate, sizes, seeds" in err
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("name, value", [("steps", "many"), ("steps", "1.5"), ("rate", "'fast'"), ("sizes", "3")])
+def test_wrong_type(capsys, toy_notebooks, name, value):
+    code, _, err = run_cli(capsys, "run", "toy", "-p", name, value)
+    assert code == 2
+    assert f"parameter {name!r}" in err and "has the wrong type" in err
+
+
+def test_parse_value_converts_like_the_default():
+    assert book.parse_value("family", "smollm2-135m", "tiny") == "smollm2-135m"
+    assert book.parse_value("rate", "1", 0.5) == 1.0
+    assert book.parse_value("sizes", "[1, 2, 3]", (1,)) == (1, 2, 3)
+    assert book.parse_value("seeds", "(0, 1)", None) == (0, 1)
+
+
+def test_parameters_reads_literals(toy_notebooks):
+    assert book.parameters(toy_notebooks / "toy.md") == {
+        "family": "tiny", "steps": 3, "rate": 0.5, "sizes": (1, 2), "seeds": None}
+
+
+@pytest.mark.notebooks
+def test_run_injects_parameters(toy_notebooks, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(capsys, "run", "toy", "-p", "steps", "7", "-p", "family", "smollm2-135m",
+                              "--out", str(out), "--no-progress")
+    assert code == 0
+    executed = (out / "toy.ipynb").read_text()
+    assert "RESULT family=smollm2-135m steps=7 rate=0.5 sizes=(1, 2) seeds=None" in executed
+
+
+def test_console_script_exit_code():
+    completed = subprocess.run([sys.executable, "-m", "elasticity.cli", "run", "no-such-chapter"],
+                               capture_output=True, text=True)
+    assert completed.returncode == 2
+    assert completed.stderr.startswith("elasticity: error: unknown chapter 'no-such-chapter'")
+    assert completed.stderr.count("\n") == 1
