@@ -275,6 +275,14 @@ def _load_pretraining_corpus() -> list[tuple[str, str, str | None]]:
 _TRUTHY = {"1", "true", "yes", "on"}
 
 
+def offline_variable() -> str | None:
+    """The name of the set offline variable (`HF_HUB_OFFLINE` or `HF_DATASETS_OFFLINE`), or None."""
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(variable, "").strip().lower() in _TRUTHY:
+            return variable
+    return None
+
+
 def hub_offline_reason() -> str | None:
     """Why the Hugging Face Hub cannot be reached now, or None if it answers.
 
@@ -282,9 +290,8 @@ def hub_offline_reason() -> str | None:
     (`HF_ENDPOINT`, default huggingface.co) with a 3 s timeout, so that a machine without network fails
     at once instead of after the libraries' retries.
     """
-    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        if os.environ.get(variable, "").strip().lower() in _TRUTHY:
-            return f"{variable}=1 is set"
+    if variable := offline_variable():
+        return f"{variable}=1 is set"
     endpoint = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
@@ -302,13 +309,25 @@ def require_hub(what: str) -> None:
 
 
 def _hub_rows(source: HubSource, hub_split: str) -> list[dict]:
-    require_hub(f"hub dataset {source.id!r}")
+    """Rows of one split of a hub dataset.
+
+    With hub access, `datasets.load_dataset` downloads (or reuses its cache). With HF_HUB_OFFLINE=1 (or
+    HF_DATASETS_OFFLINE=1) only the local `datasets` cache is read, which fails at once when the dataset
+    was never downloaded. With no offline variable and an unreachable hub we refuse before calling the
+    library, whose retries would take minutes.
+    """
+    offline = offline_variable()
+    if offline is None:
+        require_hub(f"hub dataset {source.id!r}")
     import datasets
 
     try:
         table = datasets.load_dataset(source.id, source.config, split=hub_split)
-    except (ConnectionError, OSError) as error:
-        raise UserError(f"could not load hub dataset {source.id!r}: {error}".splitlines()[0]) from error
+    except Exception as error:
+        if offline is None and not isinstance(error, ConnectionError | OSError):
+            raise
+        where = f"not in the local cache and {offline}=1 is set" if offline else str(error).splitlines()[0]
+        raise UserError(f"hub dataset {source.id!r} could not be loaded: {where}") from error
     return list(table)
 
 
