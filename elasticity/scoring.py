@@ -71,7 +71,8 @@ def _local_dir(id_or_path: str | Path) -> str:
 
     try:
         patterns = ["*.json", "*.safetensors", "*.txt", "*.model"]
-        return snapshot_download(str(id_or_path), allow_patterns=patterns, local_files_only=offline is not None)
+        local_only = offline is not None
+        return snapshot_download(str(id_or_path), allow_patterns=patterns, local_files_only=local_only)
     except Exception as error:
         if offline is None:
             raise
