@@ -26,7 +26,9 @@ _STYLE = {
 }
 
 
-def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 3.6, **kwargs) -> tuple[Figure, object]:
+def new_figure(
+    ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 3.6, **kwargs
+) -> tuple[Figure, object]:
     """A figure in the house style with `nrows x ncols` axes (`plt.subplots` semantics for the axes)."""
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **kwargs)

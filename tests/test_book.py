@@ -1,6 +1,5 @@
 """Tests of the book: chapter anatomy, table of contents, strict builds (smoke scale and a broken cell)."""
 
-import ast
 import os
 import re
 import shutil
