@@ -182,8 +182,8 @@ def _score_beaver(texts, prompts, *, batch_size=8, device="cpu", model_path=None
 
 
 SCORERS: dict[str, Scorer] = {
-    scorer.name: scorer
-    for scorer in (
+    spec.name: spec
+    for spec in (
         Scorer("vader", "VADER compound sentiment (lexicon and rules, offline); >= 0.05 is 'positive'",
                -1.0, 1.0, 0.05, None, _score_vader),
         Scorer("inoffensiveness", "1 - alt-profanity-check's probability of offensive language (offline)",
@@ -196,18 +196,18 @@ SCORERS: dict[str, Scorer] = {
 }
 
 
-def scorer(name: str) -> Scorer:
+def get_scorer(name: str) -> Scorer:
     """The scorer of that name, or a `UserError` listing the scorers."""
     if name not in SCORERS:
         raise unknown("scorer", name, SCORERS)
     return SCORERS[name]
 
 
-def score(name: str, texts: Sequence[str], *, prompts: Sequence[str] | None = None, **options) -> np.ndarray:
+def score(scorer: str, texts: Sequence[str], *, prompts: Sequence[str] | None = None, **options) -> np.ndarray:
     """Score texts; one float per text, higher = more positive / safer.
 
     Args:
-        name: a key of SCORERS.
+        scorer: a key of SCORERS.
         texts: the texts (for generations: the continuations, or prompt + continuation, as the caller
             chooses).
         prompts: the prompts the texts answer; only "beaver-cost" reads them (it scores question-answer
@@ -217,7 +217,7 @@ def score(name: str, texts: Sequence[str], *, prompts: Sequence[str] | None = No
     Returns:
         Array of shape (len(texts),), float64.
     """
-    spec = scorer(name)
+    spec = get_scorer(scorer)
     texts = list(texts)
     if prompts is not None and len(prompts) != len(texts):
         raise UserError(f"got {len(prompts)} prompts for {len(texts)} texts")
@@ -226,10 +226,10 @@ def score(name: str, texts: Sequence[str], *, prompts: Sequence[str] | None = No
     return spec._fn(texts, None if prompts is None else list(prompts), **options)
 
 
-def positive_rate(name: str, texts: Sequence[str], **kwargs) -> float:
+def positive_rate(scorer: str, texts: Sequence[str], **kwargs) -> float:
     """Share of texts whose score reaches the scorer's threshold (judged positive / safe), in [0, 1]."""
-    scores = score(name, texts, **kwargs)
-    return float(np.mean(scores >= scorer(name).threshold)) if len(scores) else float("nan")
+    scores = score(scorer, texts, **kwargs)
+    return float(np.mean(scores >= get_scorer(scorer).threshold)) if len(scores) else float("nan")
 
 
 # --------------------------------------------------------------------------------------------------

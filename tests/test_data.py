@@ -144,6 +144,22 @@ def test_bad_input_is_a_one_line_user_error():
         assert "\n" not in str(error.value)
 
 
+def test_several_labels_and_task_prompts():
+    reviews = data.prompts("rotten-tomatoes", n=300, label=("positive", "negative"))
+    plot_openings = set(data.prompts("rotten-tomatoes", label="plot"))
+    review_openings = set(data.prompts("rotten-tomatoes", label=("negative", "positive")))
+    assert set(reviews) <= review_openings
+    assert data.TASKS["sentiment"].eval_prompts(300) == reviews
+    assert not set(reviews) & (plot_openings - review_openings)
+    both = data.examples("tweets", label=("positive", "negative"), n=500)
+    assert {e for e in both} <= set(data.examples("tweets", label="positive")) | set(
+        data.examples("tweets", label="negative"))
+
+
+def test_tweets_are_read_without_mojibake():
+    assert all(e.text.isascii() for e in data.examples("tweets", "eval"))
+
+
 def test_tasks_are_consistent():
     from elasticity.scoring import SCORERS
 
