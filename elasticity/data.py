@@ -102,6 +102,12 @@ class DatasetSpec:
         """True when the data is read from installed packages (no hub access needed)."""
         return self.hub is None
 
+    def describe(self) -> str:
+        """One line for listings: where it lives, kind, labels, description."""
+        where = "offline" if self.hub is None else f"hub {self.hub.id}"
+        labels = f" [{', '.join(self.labels)}]" if self.labels else ""
+        return f"{where}, {self.kind}{labels}: {self.description}"
+
 
 # --------------------------------------------------------------------------------------------------
 # Content hashes: the split of a text depends on its content only, so a text is in the same split in
@@ -202,6 +208,20 @@ def offensiveness(texts: list[str]) -> np.ndarray:
 
 
 def _load_tweets_safety() -> list[tuple[str, str, str | None]]:
+    """The offline analogue of the paper's safety data (BeaverTails), built from real shipped text.
+
+    What it is: the shipped tweets, labelled "unsafe" when the offline offensiveness classifier of
+    alt-profanity-check (a linear SVM on the Davidson et al. hate/offensive tweets and Jigsaw toxic
+    comments) gives them a probability of at least UNSAFE_MIN_PROBABILITY, and "safe" when it gives
+    less than SAFE_MAX_PROBABILITY; tweets in between are left out. Mostly, "unsafe" here means
+    profanity and insults about airlines, cars and brands.
+
+    What it is not: question-answer pairs, nor harmful (dangerous, illegal, deceptive) content, nor
+    labels from people. A model trained on "safe" tweets learns to avoid offensive words, which is what
+    the "inoffensiveness" scorer measures: the same classifier, so the measurement and the labels share
+    its blind spots. The project writes no harmful text; the harmful questions of Do-Not-Answer and
+    HarmBench are in "harmful-prompts" (questions only, no answers).
+    """
     frame = _tweets_frame()
     texts = frame.text.tolist()
     probability = offensiveness(texts)
@@ -354,7 +374,8 @@ def _hub_records(spec: DatasetSpec) -> list[tuple[str, str, str | None, str]]:
         fixed = ours[0] if len(ours) == 1 else ""  # "": one published split, cut by content hash
         for row in _hub_rows(spec.hub, hub_split):
             if spec.name == "imdb":
-                out.append((row["text"], ("negative", "positive")[row["label"]], None, fixed))
+                text = row["text"].replace("<br />", " ")  # the reviews keep HTML line breaks
+                out.append((text, ("negative", "positive")[row["label"]], None, fixed))
             elif spec.name == "beavertails":
                 label = "safe" if row["is_safe"] else "unsafe"
                 out.append((_qa_prompt(row["prompt"]), label, " " + row["response"].strip(), fixed))
