@@ -1,0 +1,165 @@
+"""The experiment modules of the book, by name, with the chapter and the paper's claims each one tests."""
+
+import importlib
+import importlib.util
+import math
+import re
+from dataclasses import dataclass
+from types import ModuleType
+
+import pandas as pd
+
+from elasticity import paper, paths, results, verdicts
+from elasticity.config import unknown
+
+
+@dataclass(frozen=True)
+class Planned:
+    """An experiment of the book.
+
+    Attributes:
+        name: the experiment's NAME (its directory under the results cache).
+        module: the dotted path of its module.
+        chapter: the file stem (and label) of the chapter that shows it.
+        claims: keys of `paper.CLAIMS` it is planned to test; used to list the claims that have no
+            computed verdict yet. A module's own `CLAIMS` tuple, where it defines one, wins.
+    """
+
+    name: str
+    module: str
+    chapter: str
+    claims: tuple[str, ...]
+
+
+PLANNED: dict[str, Planned] = {
+    p.name: p
+    for p in (
+        Planned("resistance", "elasticity.experiments.resistance", "resistance", ("resistance", "resistance_kl")),
+        Planned("rebound", "elasticity.experiments.rebound", "rebound",
+                ("rebound_two_phase", "rebound_positive_size", "rebound_below_base", "kl_table",
+                 "preference_ablation")),
+        Planned("model_size", "elasticity.experiments.model_size", "model_size", ("model_size",)),
+        Planned("pretraining_volume", "elasticity.experiments.pretraining_volume", "pretraining_volume",
+                ("pretraining_volume",)),
+        Planned("measured", "elasticity.experiments.measured", "elasticity_measured", ("theorem_4_2",)),
+    )
+}
+for _planned in PLANNED.values():
+    for _claim in _planned.claims:
+        assert _claim in paper.CLAIMS, (_planned.name, _claim)
+
+
+def _available(path: str) -> ModuleType | None:
+    # Only a module that does not exist (yet) is skipped: an error inside an existing module is raised.
+    if importlib.util.find_spec(path) is None:
+        return None
+    return importlib.import_module(path)
+
+
+def _load_all() -> dict[str, ModuleType]:
+    found = {}
+    for planned in PLANNED.values():
+        module = _available(planned.module)
+        if module is not None:
+            found[planned.name] = module
+    return found
+
+
+# name -> module, for the experiment modules present in this checkout.
+EXPERIMENTS: dict[str, ModuleType] = _load_all()
+
+
+def experiment(name: str) -> ModuleType:
+    """The module of a registered experiment, or a `UserError` listing them."""
+    if name not in EXPERIMENTS:
+        raise unknown("experiment", name, EXPERIMENTS)
+    return EXPERIMENTS[name]
+
+
+def claims_of(name: str) -> tuple[str, ...]:
+    """The claims an experiment tests: its module's `CLAIMS` if it defines them, else the planned ones."""
+    module = EXPERIMENTS.get(name)
+    return tuple(getattr(module, "CLAIMS", PLANNED[name].claims))
+
+
+STATUS_COMPUTED = "computed"
+STATUS_NOT_COMPUTED = "not computed yet"
+STATUS_NO_MODULE = "not computed yet (experiment not in this checkout)"
+STATUS_UNTESTED = "not tested by any chapter"
+
+
+def chapter_of(name: str) -> str:
+    """The chapter (file stem) that shows an experiment: its module's `CHAPTER`, else the planned one."""
+    return getattr(EXPERIMENTS.get(name), "CHAPTER", PLANNED[name].chapter)
+
+
+def collect_verdicts(*, cache=None) -> pd.DataFrame:
+    """Every verdict of the book, read from cached results only: nothing is computed here.
+
+    For each planned experiment, the cached result of its current scale's preset with the current code
+    (`results.load(module.NAME, module.config(), module.run)`); its "verdicts" rows if there is one. An
+    experiment without a cached result gives one row per claim it tests with `outcome` None and `status`
+    "not computed yet"; claims of the paper that no experiment tests are listed last, also without outcome.
+
+    Returns:
+        One row per (experiment, claim): experiment, chapter, claim, statement, ours, paper, source,
+        outcome (a `verdicts.Outcome` word, or None), reason, status.
+    """
+    rows = []
+    for name in PLANNED:
+        module = EXPERIMENTS.get(name)
+        chapter = chapter_of(name)
+        result = None
+        if module is not None:
+            result = results.load(module.NAME, module.config(), module.run, cache=cache)
+        if result is not None:
+            for v in verdicts.from_frame(result["verdicts"]):
+                rows.append({"experiment": name, "chapter": v.chapter, "claim": v.claim, "ours": v.ours,
+                             "paper": v.paper, "source": v.source, "outcome": v.outcome, "reason": v.reason,
+                             "status": STATUS_COMPUTED})
+            continue
+        status = STATUS_NOT_COMPUTED if module is not None else STATUS_NO_MODULE
+        for claim in claims_of(name):
+            rows.append({"experiment": name, "chapter": chapter, "claim": claim, "ours": None, "paper": None,
+                         "source": paper.CLAIMS[claim].source, "outcome": None, "reason": None, "status": status})
+    covered = {row["claim"] for row in rows}
+    for key, claim in paper.CLAIMS.items():
+        if key not in covered:
+            rows.append({"experiment": None, "chapter": None, "claim": key, "ours": None, "paper": None,
+                         "source": claim.source, "outcome": None, "reason": None, "status": STATUS_UNTESTED})
+    frame = pd.DataFrame(rows, columns=["experiment", "chapter", "claim", "ours", "paper", "source", "outcome",
+                                        "reason", "status"])
+    frame.insert(3, "statement", frame.claim.map(lambda c: paper.CLAIMS[c].statement))
+    return frame
+
+
+def chapters_in_toc() -> set[str]:
+    """The chapter stems under notebooks/ that the book's `_toc.yml` lists (empty outside a checkout)."""
+    root = paths.project_root()
+    if root is None:
+        return set()
+    return set(re.findall(r"notebooks/([A-Za-z0-9_\-]+)", (root / "_toc.yml").read_text()))
+
+
+def _cell(text) -> str:
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return ""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def verdicts_markdown(frame: pd.DataFrame, linkable: set[str]) -> str:
+    """The table of `collect_verdicts` as MyST markdown: each chapter linked with {doc} when it is in the book.
+
+    A row without a computed outcome shows its status ("not computed yet", ...) in place of an outcome.
+    """
+    lines = ["| claim of the paper | paper's figure | chapter | ours | outcome |", "|---|---|---|---|---|"]
+    for row in frame.itertuples():
+        if row.chapter is None or (isinstance(row.chapter, float) and math.isnan(row.chapter)):
+            chapter = "none"
+        elif row.chapter in linkable:
+            chapter = f"{{doc}}`/notebooks/{row.chapter}`"
+        else:
+            chapter = f"`{row.chapter}` (not in the book yet)"
+        outcome = f"**{row.outcome}**" if row.status == STATUS_COMPUTED else f"*{row.status}*"
+        lines.append(f"| {_cell(row.statement)} | {_cell(row.source)} | {chapter} | {_cell(row.ours)} | {outcome} |")
+    return "\n".join(lines) + "\n"
