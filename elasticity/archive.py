@@ -1,0 +1,367 @@
+"""The compressed file format behind `elasticity compress/decompress`: arithmetic coding with a language model."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import lzma
+import math
+import os
+import struct
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from elasticity import coding, compression
+from elasticity.config import UserError
+
+# ---------------------------------------------------------------------------------------------------------
+# File layout (all integers big-endian):
+#
+#   MAGIC (4 bytes "ELZ\x01")
+#   header length H (4 bytes) | header: compact UTF-8 JSON (format version, family, size, checkpoint,
+#       model_sha256, num_tokens, num_bytes, window_tokens, vocab_size, bos, threads, crc32 of the original)
+#   code length C (8 bytes)   | the arithmetic code of all tokens (elasticity.coding)
+#   patch length P (4 bytes)  | an lzma-compressed list of line replacements, empty when the tokenizer
+#                               gives the text back byte for byte (see below)
+#   crc32 of everything above (4 bytes)
+#
+# Bit accounting. The tokens are coded exactly as `compression.code_lengths_bits` counts them: windows of
+# `window_tokens` tokens, each after BOS (or its first token uniform over V when the tokenizer has no BOS),
+# no EOS (the header's token count tells the decoder where to stop). `nll_bits` is -log2 of the float64
+# probabilities the coder was driven with, summed over all tokens: the model's ideal code length.
+# `overhead_bits` = 8 * (file size) - nll_bits: the coder's termination and quantisation loss, the
+# header, the patch and the 24 bytes of framing; `code_overhead_bits` is the coder's share alone.
+#
+# Tokenizers do not always give text back byte for byte (normalisation, invalid UTF-8, which is decoded
+# with replacement characters). The decoder's text is therefore compared with the original line by line;
+# lines that differ are stored verbatim in the patch, so the format is lossless for any file, and the
+# patch's size is part of the overhead.
+#
+# Determinism. Both directions run the same token-by-token forward pass with a KV cache, on one CPU
+# thread (recorded in the header), so the decoder sees the very float vectors the encoder used; see
+# `elasticity.coding` for why batched and incremental passes must not be mixed. The guarantee holds on
+# the same machine type with the same library versions; a crc32 of the original bytes catches the rest.
+# ---------------------------------------------------------------------------------------------------------
+
+MAGIC = b"ELZ\x01"
+FORMAT_VERSION = 1
+CODING_THREADS = 1
+FRAMING_BYTES = len(MAGIC) + 4 + 8 + 4 + 4  # magic, three length fields, trailing crc32
+
+
+def model_sha256(model, tokenizer) -> str:
+    """Hash of the model's parameters and buffers (names, dtypes, shapes, bytes) and of the tokenizer's vocab."""
+    digest = hashlib.sha256()
+    digest.update(type(model).__name__.encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    vocab = sorted(tokenizer.get_vocab().items())
+    digest.update(json.dumps([vocab, tokenizer.bos_token_id, tokenizer.eos_token_id]).encode())
+    return digest.hexdigest()
+
+
+def _load_model(family: str, size: str | None, checkpoint: str | None, device: str):
+    """The model and tokenizer a header names (monkeypatched in tests until `elasticity.models` exists)."""
+    from elasticity import models
+
+    if checkpoint is None:
+        return models.load(family, size=size, device=device)
+    path = Path(checkpoint)
+    if not path.is_dir():
+        raise UserError(f"checkpoint {checkpoint!r} is not a directory")
+    if (path / "adapter_config.json").is_file():  # a LoRA checkpoint: adapters on the family's base
+        from peft import PeftModel
+
+        base, tokenizer = models.load(family, size=size, device=device)
+        model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+        return model, tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device)
+    return model, tokenizer
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _pmf(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits.double(), dim=-1).cpu().numpy()
+
+
+class _Stepper:
+    """The model's next-token distributions, one token at a time with a KV cache (same on both sides)."""
+
+    def __init__(self, model, bos_id: int | None, vocab_size: int):
+        self.model, self.bos_id, self.vocab_size = model, bos_id, vocab_size
+        self.device = next(model.parameters()).device
+        self.past = None
+
+    @torch.no_grad()
+    def _feed(self, token: int) -> np.ndarray:
+        out = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=self.past, use_cache=True)
+        self.past = out.cache
+        return _pmf(out.logits[0, -1])
+
+    def start_window(self) -> np.ndarray:
+        """Reset the context; the distribution of a window's first token."""
+        self.past = None
+        if self.bos_id is None:
+            return np.full(self.vocab_size, 1.0 / self.vocab_size)
+        return self._feed(self.bos_id)
+
+    def advance(self, token: int) -> np.ndarray:
+        """Append `token` to the context; the distribution of the token after it."""
+        return self._feed(token)
+
+
+def _lines(data: bytes) -> list[bytes]:
+    return data.splitlines(keepends=True)
+
+
+def _make_patch(rebuilt: bytes, original: bytes) -> bytes:
+    if rebuilt == original:
+        return b""
+    a, b = _lines(rebuilt), _lines(original)
+    ops = [[i1, i2, b"".join(b[j1:j2]).hex()]
+           for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+           if tag != "equal"]
+    return lzma.compress(json.dumps(ops).encode(), preset=9)
+
+
+def _apply_patch(rebuilt: bytes, patch: bytes) -> bytes:
+    if not patch:
+        return rebuilt
+    a = _lines(rebuilt)
+    out, cursor = [], 0
+    for i1, i2, replacement in json.loads(lzma.decompress(patch)):
+        out.extend(a[cursor:i1])
+        out.append(bytes.fromhex(replacement))
+        cursor = i2
+    out.extend(a[cursor:])
+    return b"".join(out)
+
+
+def _detokenize(tokenizer, ids: list[int]) -> bytes:
+    if not ids:
+        return b""
+    return tokenizer.decode(ids, clean_up_tokenization_spaces=False).encode("utf-8")
+
+
+def _check_paths(src: Path, dst: Path) -> tuple[Path, Path]:
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise UserError(f"input file {str(src)!r} does not exist or is not a file")
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise UserError(f"output {str(dst)!r} is the input file; choose another name")
+    if dst.is_dir():
+        raise UserError(f"output {str(dst)!r} is a directory; give a file name")
+    if not dst.parent.resolve().is_dir():
+        raise UserError(f"output directory {str(dst.parent)!r} does not exist")
+    return src, dst
+
+
+def _write_atomically(dst: Path, payload: bytes) -> None:
+    """Write into a temporary file beside `dst`, then rename: no partial `dst` ever exists."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def compress_bytes(data: bytes, model, tokenizer, *, header: dict | None = None,
+                   window_tokens: int | None = None) -> tuple[bytes, dict]:
+    """Arithmetic-code `data` with a model; returns (archive bytes, stats). See the layout comment.
+
+    Args:
+        data: the file's bytes.
+        model, tokenizer: a causal LM on any device, and its tokenizer.
+        header: extra header fields (family, size, checkpoint), stored as given.
+        window_tokens: tokens per coding window (None: the model's context, capped at 512).
+    """
+    start = time.perf_counter()
+    text = data.decode("utf-8", errors="replace")
+    ids = compression.tokenize(tokenizer, [text])[0] if text else []
+    patch = _make_patch(_detokenize(tokenizer, ids), data)
+    window = compression.window_tokens_for(model, window_tokens)
+    vocab = compression.vocab_size_of(model)
+    was_training = model.training
+    model.eval()
+    encoder, nll_bits = coding.Encoder(), 0.0
+    try:
+        with _threads(CODING_THREADS):
+            stepper = _Stepper(model, tokenizer.bos_token_id, vocab)
+            for win in compression.windows(ids, window):
+                pmf = stepper.start_window()
+                for k, token in enumerate(win):
+                    encoder.encode_symbol(token, pmf)
+                    nll_bits -= math.log2(pmf[token]) if pmf[token] > 0 else -math.inf
+                    if k + 1 < len(win):
+                        pmf = stepper.advance(token)
+    finally:
+        model.train(was_training)
+    code = encoder.finish()
+    head = {"format": FORMAT_VERSION, **(header or {}), "model_sha256": model_sha256(model, tokenizer),
+            "num_tokens": len(ids), "num_bytes": len(data), "window_tokens": window, "vocab_size": vocab,
+            "bos": tokenizer.bos_token_id is not None, "threads": CODING_THREADS,
+            "crc32": zlib.crc32(data)}
+    head_bytes = json.dumps(head, separators=(",", ":"), sort_keys=True).encode()
+    body = (MAGIC + struct.pack(">I", len(head_bytes)) + head_bytes + struct.pack(">Q", len(code)) + code
+            + struct.pack(">I", len(patch)) + patch)
+    blob = body + struct.pack(">I", zlib.crc32(body))
+    stats = _stats(len(data), len(blob), nll_bits, len(code), len(patch), len(head_bytes), len(ids))
+    stats["seconds"] = round(time.perf_counter() - start, 3)
+    return blob, stats
+
+
+def _stats(num_bytes: int, archive_bytes: int, nll_bits: float, code_bytes: int, patch_bytes: int,
+           header_bytes: int, num_tokens: int) -> dict:
+    return {
+        "bytes_in": num_bytes, "bytes_out": archive_bytes,
+        "bits_per_byte": 8 * archive_bytes / num_bytes if num_bytes else float("nan"),
+        "nll_bits": nll_bits, "overhead_bits": 8 * archive_bytes - nll_bits,
+        "code_bits": 8 * code_bytes, "code_overhead_bits": 8 * code_bytes - nll_bits,
+        "header_bytes": header_bytes, "patch_bytes": patch_bytes, "num_tokens": num_tokens,
+    }
+
+
+def read_header(blob: bytes) -> tuple[dict, bytes, bytes]:
+    """Check the framing and checksum of an archive; return (header, code, patch).
+
+    Raises:
+        UserError: (one line) when the data is not an archive, is truncated, or is corrupt.
+    """
+    if len(blob) < len(MAGIC) + 4 or blob[: len(MAGIC)] != MAGIC:
+        raise UserError("not an elasticity archive (bad magic bytes)")
+    if len(blob) < len(MAGIC) + 4 + 8 + 4 + 4:
+        raise UserError("truncated archive")
+    body, (crc,) = blob[:-4], struct.unpack(">I", blob[-4:])
+    if zlib.crc32(body) != crc:
+        raise UserError("corrupt or truncated archive (checksum mismatch)")
+    try:
+        pos = len(MAGIC)
+        (h,) = struct.unpack(">I", body[pos : pos + 4])
+        header = json.loads(body[pos + 4 : pos + 4 + h])
+        pos += 4 + h
+        (c,) = struct.unpack(">Q", body[pos : pos + 8])
+        code = body[pos + 8 : pos + 8 + c]
+        pos += 8 + c
+        (p,) = struct.unpack(">I", body[pos : pos + 4])
+        patch = body[pos + 4 : pos + 4 + p]
+        if len(code) != c or len(patch) != p or pos + 4 + p != len(body):
+            raise ValueError("lengths")
+    except (ValueError, struct.error) as error:
+        raise UserError(f"corrupt archive ({error})") from None
+    if header.get("format") != FORMAT_VERSION:
+        raise UserError(f"archive format {header.get('format')!r} is not supported (this is {FORMAT_VERSION})")
+    return header, code, patch
+
+
+def decompress_bytes(blob: bytes, model, tokenizer) -> tuple[bytes, dict]:
+    """Restore the original bytes of an archive with the model that wrote it; returns (data, stats).
+
+    Raises:
+        UserError: on a corrupt or truncated archive, a model whose hash differs from the header's, or
+            decoded data that fails the header's checksum.
+    """
+    start = time.perf_counter()
+    header, code, patch = read_header(blob)
+    if model_sha256(model, tokenizer) != header["model_sha256"]:
+        raise UserError("the model differs from the one that compressed this file (hash mismatch); "
+                        f"it was family={header.get('family')!r} size={header.get('size')!r} "
+                        f"checkpoint={header.get('checkpoint')!r}")
+    vocab = compression.vocab_size_of(model)
+    if vocab != header["vocab_size"] or (tokenizer.bos_token_id is not None) != header["bos"]:
+        raise UserError("the model's vocabulary or BOS token differs from the header's")
+    decoder, ids, nll_bits = coding.Decoder(code), [], 0.0
+    remaining, window = header["num_tokens"], header["window_tokens"]
+    was_training = model.training
+    model.eval()
+    try:
+        with _threads(header["threads"]):
+            stepper = _Stepper(model, tokenizer.bos_token_id, vocab)
+            while remaining:
+                n = min(window, remaining)
+                pmf = stepper.start_window()
+                for k in range(n):
+                    token = decoder.decode_symbol(pmf)
+                    ids.append(token)
+                    nll_bits -= math.log2(pmf[token]) if pmf[token] > 0 else -math.inf
+                    if k + 1 < n:
+                        pmf = stepper.advance(token)
+                remaining -= n
+    except ValueError as error:
+        raise UserError(f"corrupt archive: {error}") from None
+    finally:
+        model.train(was_training)
+    data = _apply_patch(_detokenize(tokenizer, ids), patch)
+    if len(data) != header["num_bytes"] or zlib.crc32(data) != header["crc32"]:
+        raise UserError("decoded data fails the checksum: was it compressed on another machine or with other "
+                        "library versions?")
+    header_bytes = len(blob) - len(code) - len(patch) - FRAMING_BYTES
+    stats = _stats(len(data), len(blob), nll_bits, len(code), len(patch), header_bytes, len(ids))
+    stats["seconds"] = round(time.perf_counter() - start, 3)
+    return data, stats
+
+
+def compress_file(src: Path, dst: Path, *, family: str = "tiny", size: str | None = None,
+                  checkpoint: str | None = None, device: str = "cpu") -> dict:
+    """Compress `src` into `dst` by arithmetic coding with a model of `family` (or a checkpoint of it).
+
+    Returns:
+        stats: bytes_in (original size), bytes_out (archive size), bits_per_byte (8 * archive / original),
+        nll_bits (the model's ideal code length of the tokens), overhead_bits (8 * archive - nll_bits),
+        code_bits, code_overhead_bits (the coder's share), header_bytes, patch_bytes, num_tokens, seconds.
+
+    Raises:
+        UserError: on a missing input, a bad output path, an unknown family/size or a missing checkpoint.
+            `dst` is written atomically: it never exists half-written.
+    """
+    src, dst = _check_paths(src, dst)
+    checkpoint = str(Path(checkpoint).resolve()) if checkpoint is not None else None
+    model, tokenizer = _load_model(family, size, checkpoint, device)
+    blob, stats = compress_bytes(src.read_bytes(), model, tokenizer,
+                                 header={"family": family, "size": size, "checkpoint": checkpoint})
+    _write_atomically(dst, blob)
+    return stats
+
+
+def decompress_file(src: Path, dst: Path, *, device: str = "cpu") -> dict:
+    """Restore the file compressed into `src`, loading the model its header names; write it to `dst`.
+
+    Returns:
+        the same stats as `compress_file` (bytes_in is the restored size, bytes_out the archive's).
+
+    Raises:
+        UserError: (one line) on a corrupt or truncated archive, a model whose hash differs from the
+            header's, or a bad output path; `dst` is then not created.
+    """
+    src, dst = _check_paths(src, dst)
+    blob = src.read_bytes()
+    header, _, _ = read_header(blob)  # refuse bad files before loading a model
+    model, tokenizer = _load_model(header.get("family", "tiny"), header.get("size"), header.get("checkpoint"),
+                                   device)
+    data, stats = decompress_bytes(blob, model, tokenizer)
+    _write_atomically(dst, data)
+    return stats
