@@ -197,6 +197,19 @@ def paper_expected_length_bits(length: int, depth: int, pruned_entropy_bits: flo
     return math.ceil(length / depth) * math.ceil(pruned_entropy_bits)
 
 
+def code_table_bits(code: Mapping[Leaf, str], alphabet_size: int, depth: int) -> int:
+    """Bits to transmit the protocol's code table, which the decoder needs and the code lengths omit.
+
+    A plain description, per block type: its length (ceil(log2(depth + 1)) bits), its ended flag (1 bit),
+    its symbols (ceil(log2 alphabet_size) bits each) and its codeword length (ceil(log2(max length + 1))
+    bits); a canonical Huffman code is rebuilt from the lengths alone.
+    """
+    length_bits = math.ceil(math.log2(depth + 1))
+    symbol_bits = math.ceil(math.log2(max(alphabet_size, 2)))
+    word_bits = math.ceil(math.log2(max(len(w) for w in code.values()) + 1))
+    return sum(length_bits + 1 + symbol_bits * len(tokens) + word_bits for tokens, _ in code)
+
+
 def protocol_row(sequences: Sequence[Sequence[Hashable]], depth: int) -> dict[str, float]:
     """Measure the protocol at one depth on a dataset; every quantity in bits per sequence unless named.
 
@@ -235,3 +248,84 @@ def protocol_row(sequences: Sequence[Sequence[Hashable]], depth: int) -> dict[st
                                   for s in seqs) / n,
         "bits_per_token": measured * n / num_tokens if num_tokens else float("nan"),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The chapter `compression_protocol`: the protocol on real text, as the pruning depth grows.
+# ---------------------------------------------------------------------------------------------------------
+
+ALPHABETS = ("binary", "bytes")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Which texts, which alphabet, which depths.
+
+    Attributes:
+        dataset: a key of `elasticity.data.DATASETS` whose examples are the texts (prompt + response).
+        split: "train" or "eval".
+        num_texts: how many texts (the first of the dataset's seed-0 order).
+        alphabet: "binary" (the paper's {0, 1}: the bits of the UTF-8 bytes) or "bytes" (256 symbols).
+        depths: pruning depths, in symbols of the alphabet.
+    """
+
+    dataset: str = "rotten-tomatoes"
+    split: str = "eval"
+    num_texts: int = 400
+    alphabet: str = "binary"
+    depths: tuple[int, ...] = (1, 2, 4, 8, 12, 16, 24, 32)
+
+    def __post_init__(self) -> None:
+        from elasticity.config import check_types, choice
+
+        check_types(self)
+        choice("alphabet", self.alphabet, ALPHABETS)
+        choice("split", self.split, ("train", "eval"))
+        if self.num_texts < 1:
+            raise UserError(f"num_texts = {self.num_texts}; expected at least 1")
+        if not self.depths or min(self.depths) < 1:
+            raise UserError(f"depths = {self.depths!r}; expected positive integers")
+
+
+PRESETS = {
+    "default": {"binary": ProtocolConfig(),
+                "bytes": ProtocolConfig(alphabet="bytes", depths=(1, 2, 3, 4, 6, 8, 12))},
+    "smoke": {"binary": ProtocolConfig(num_texts=40, depths=(1, 4, 8, 16)),
+              "bytes": ProtocolConfig(num_texts=40, alphabet="bytes", depths=(1, 2, 4))},
+}
+
+
+def protocol_sequences(cfg: ProtocolConfig) -> list[tuple[int, ...]]:
+    """The texts of a config as sequences over its alphabet."""
+    from elasticity import data
+
+    texts = [e.text for e in data.examples(cfg.dataset, cfg.split, n=cfg.num_texts, seed=0)]
+    if cfg.alphabet == "binary":
+        return binary_sequences(texts)
+    return [tuple(t.encode("utf-8")) for t in texts]
+
+
+def protocol_table(cfg: ProtocolConfig):
+    """One row per depth: `protocol_row` of the config's texts, plus bits per byte of the real code."""
+    import pandas as pd
+
+    seqs = protocol_sequences(cfg)
+    symbols_per_byte = 8 if cfg.alphabet == "binary" else 1
+    alphabet_size = 2 if cfg.alphabet == "binary" else 256
+    num_bytes = sum(len(s) for s in seqs) / symbols_per_byte
+    rows = []
+    for depth in cfg.depths:
+        row = protocol_row(seqs, depth)
+        row["bits_per_byte"] = row["bits_per_token"] * symbols_per_byte
+        table = code_table_bits(HuffmanProtocol.fit(seqs, depth).code, alphabet_size, depth)
+        row["table_bits_per_text"] = table / len(seqs)
+        row["bits_per_byte_with_table"] = (row["measured_bits"] * len(seqs) + table) / num_bytes
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def run(cfg: ProtocolConfig):
+    """`protocol_table(cfg)`, cached by config and code (`elasticity.results.load_or_run`)."""
+    from elasticity import results
+
+    return results.load_or_run(f"compression_protocol_{cfg.alphabet}", cfg, protocol_table)

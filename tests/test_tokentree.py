@@ -104,3 +104,22 @@ def test_decoding_a_cut_bit_string_is_refused():
     bits = protocol.encode((0, 1, 1))
     with pytest.raises(UserError):
         protocol.decode(bits[:-1])
+
+
+def test_code_table_bits_counts_every_block_type():
+    protocol = tokentree.HuffmanProtocol.fit([(0, 1, 1), (1,), (0, 1)], 2)
+    # block types: ((0,1),F), ((1,),T), ((0,1),T) -> 3 entries; length field 2 bits, flag 1, symbols 1 bit
+    # each, codeword-length field ceil(log2(max len + 1)) bits
+    word_bits = math.ceil(math.log2(max(len(w) for w in protocol.code.values()) + 1))
+    assert tokentree.code_table_bits(protocol.code, 2, 2) == sum(2 + 1 + len(t) + word_bits
+                                                                   for t, _ in protocol.code)
+
+
+def test_protocol_table_on_real_text():
+    cfg = tokentree.ProtocolConfig(num_texts=15, depths=(1, 8))
+    table = tokentree.protocol_table(cfg)
+    assert list(table.depth) == [1, 8]
+    assert (table.measured_bits >= table.entropy_bound_bits - 1e-9).all()
+    assert (table.bits_per_byte_with_table >= table.bits_per_byte).all()
+    with pytest.raises(UserError, match="alphabet"):
+        tokentree.ProtocolConfig(alphabet="words")
