@@ -1,0 +1,91 @@
+"""Model size: the rebound protocol on models of several sizes (the paper's Figures 5 and 9)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import elasticity.config
+from elasticity import models, paper, results, verdicts
+from elasticity.config import UserError, check_types
+from elasticity.experiments import rebound
+
+NAME = "model_size"
+CHAPTER = "model_size"
+
+
+@dataclass(frozen=True)
+class Config(rebound.Protocol):
+    """The rebound protocol (see `rebound.Protocol`) on one task, for each model size of a family."""
+
+    positive_sizes: tuple[int, ...] = (100, 1000)  # positive SFT examples (paper: 1k ... 10k)
+    task: str = "sentiment"  # key of data.TASKS (paper: IMDb)
+    sizes: tuple[str, ...] | None = None  # keys of models.sizes(family), smallest first; None: all of them
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        self._check_protocol()
+        self._check_tasks((self.task,))
+        for size in self.sizes or ():
+            elasticity.config.choice(f"size of family {self.family!r}", size, models.sizes(self.family))
+        if self.sizes is not None and (not self.sizes or len(set(self.sizes)) != len(self.sizes)):
+            raise UserError(f"sizes {self.sizes!r} is empty or repeats a size")
+
+    @property
+    def model_sizes(self) -> tuple[str, ...]:
+        """The sizes swept, smallest first."""
+        return self.sizes or tuple(models.sizes(self.family))
+
+
+PRESETS = {
+    # The paper's sizes divided by 10 (as in the rebound chapter); two positive sizes, the ends of its grid.
+    "default": Config(),
+    "smoke": Config(positive_sizes=(8,), negative_sizes=(4, 8, 16), initial_negative=8, num_prompts=4,
+                    max_new_tokens=6, kl_texts=4, batch_size=4, max_length=32, seeds=(0, 1)),
+}
+
+
+def config(**overrides) -> Config:
+    """The preset of the current scale (`ELASTICITY_SCALE`) with the non-None overrides."""
+    return elasticity.config.replace(PRESETS[elasticity.config.scale()], **overrides)
+
+
+def run(cfg: Config) -> dict:
+    """Run the rebound protocol for every model size, positive size and seed.
+
+    Returns:
+        `curves`, `base` (see `rebound.collect`), `summary` (see `rebound.summarize`), `trend` (the
+        initial and later slopes per size, mean ± se over seeds), and `verdicts` (claim `model_size`).
+    """
+    sizes = cfg.model_sizes
+    rebound.check_data(cfg, (cfg.task,), cfg.positive_sizes)
+    units: list = []
+    for size in sizes:
+        for seed in cfg.seeds:
+            units.append(rebound.base_unit(cfg, cfg.task, size, None, seed))
+            units += [rebound.unit(cfg, cfg.task, size, None, n, seed) for n in cfg.positive_sizes]
+    curves, base = rebound.collect(units, "model size: fine-tunes")
+    summary = rebound.summarize(curves, base, cfg.initial_negative)
+    trend = rebound.model_trend(summary, "size", list(sizes), "initial_slope")
+    later = rebound.model_trend(summary, "size", list(sizes), "later_slope")
+    trend = trend.merge(later[["size", "later_slope_mean", "later_slope_se"]], on="size")
+    verdict = rebound.judge_increase(
+        trend, "size", "initial_slope", "model_size", CHAPTER,
+        paper_text=f"faster initial decline with size ({', '.join(paper.QWEN_SIZES)}; curves only)",
+    )
+    if len(sizes) < 2:
+        verdict = verdicts.Verdict(claim="model_size", chapter=CHAPTER, ours=verdict.ours, paper=verdict.paper,
+                                   outcome="not comparable", reason=f"family {cfg.family!r} has one size only")
+    return {"curves": curves, "base": base, "summary": summary, "trend": trend,
+            "verdicts": verdicts.to_frame([verdict])}
+
+
+def load_or_run(cfg: Config) -> dict:
+    """The cached result of `run(cfg)`, computed (and cached unit by unit) on first use."""
+    return results.load_or_run(NAME, cfg, run)
+
+
+def plot(result: dict):
+    """The rebound curves, one panel per model size, one curve per positive size (mean ± sd over seeds)."""
+    curves = result["curves"].assign(panel=lambda f: "size " + f["size"])
+    base = result["base"].assign(panel=lambda f: "size " + f["size"])
+    return rebound.plot_curves(curves, base, panel="panel")

@@ -1,0 +1,128 @@
+"""Pre-training volume: the rebound protocol on checkpoints of one model at several token budgets (Figures 6, 10)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+import elasticity.config
+from elasticity import models, paper, results, verdicts
+from elasticity.config import UserError, check_types
+from elasticity.experiments import rebound
+
+NAME = "pretraining_volume"
+CHAPTER = "pretraining_volume"
+
+
+@dataclass(frozen=True)
+class Config(rebound.Protocol):
+    """The rebound protocol (see `rebound.Protocol`) on one task, for pre-training checkpoints of one model."""
+
+    positive_sizes: tuple[int, ...] = (100, 1000)  # positive SFT examples (paper: 1k ... 10k)
+    task: str = "sentiment"  # key of data.TASKS (paper: IMDb)
+    size: str | None = None  # key of models.sizes(family); None: the family's default size
+    budgets: tuple[int, ...] | None = None  # pre-training tokens of the checkpoints; None: models.budgets(family)
+    threshold_fraction: float = 0.25  # "barely moves": initial drop at the smallest budget <= this x the largest's
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        self._check_protocol()
+        self._check_tasks((self.task,))
+        if self.size is not None:
+            elasticity.config.choice(f"size of family {self.family!r}", self.size, models.sizes(self.family))
+        if self.budgets is not None:
+            if len(self.budgets) < 2 or len(set(self.budgets)) != len(self.budgets):
+                raise UserError(f"budgets {self.budgets!r} needs at least 2 distinct token budgets")
+            for budget in self.budgets:
+                elasticity.config.choice(f"token budget of family {self.family!r}", budget,
+                                         models.budgets(self.family))
+        if not 0 < self.threshold_fraction < 1:
+            raise UserError(f"threshold_fraction = {self.threshold_fraction}; must be in (0, 1)")
+
+    @property
+    def token_budgets(self) -> tuple[int, ...]:
+        """The budgets swept, smallest first."""
+        return tuple(sorted(self.budgets or models.budgets(self.family)))
+
+
+PRESETS = {
+    # The paper's sizes divided by 10 (as in the rebound chapter); two positive sizes, the ends of its grid.
+    "default": Config(),
+    "smoke": Config(positive_sizes=(8,), negative_sizes=(4, 8, 16), initial_negative=8, num_prompts=4,
+                    max_new_tokens=6, kl_texts=4, batch_size=4, max_length=32, seeds=(0, 1)),
+}
+
+
+def config(**overrides) -> Config:
+    """The preset of the current scale (`ELASTICITY_SCALE`) with the non-None overrides."""
+    return elasticity.config.replace(PRESETS[elasticity.config.scale()], **overrides)
+
+
+def judge_threshold(trend, cfg: Config) -> verdicts.Verdict:
+    """The paper's 0.1T observation: at the smallest budget the score barely moves under negative data.
+
+    Holds when the initial drop at the smallest budget is at most `threshold_fraction` of the drop at the
+    largest budget (means over seeds and positive sizes).
+    """
+    first, last = trend.iloc[0], trend.iloc[-1]
+    small, large = first["initial_drop_mean"], last["initial_drop_mean"]
+    ratio = small / large if large > 0 else math.nan
+    ours = (f"initial drop at {int(first['budget_tokens']):,} tokens {small:.4f} ± {first['initial_drop_se']:.4f}, "
+            f"at {int(last['budget_tokens']):,} tokens {large:.4f} ± {last['initial_drop_se']:.4f}; "
+            f"ratio {ratio:.2f}")
+    comparable = bool(large > 0 and math.isfinite(ratio))
+    return verdicts.Verdict(
+        claim="pretraining_volume", chapter=CHAPTER, ours=ours,
+        paper="at 0.1T tokens the score barely changes with negative data; the effect appears by 0.5T",
+        outcome=verdicts.decide(bool(ratio <= cfg.threshold_fraction), comparable=comparable),
+        reason=(f"threshold: initial drop at the smallest budget <= {cfg.threshold_fraction:g} x that at the "
+                "largest") if comparable else "no initial drop at the largest budget to compare with",
+    )
+
+
+def run(cfg: Config) -> dict:
+    """Run the rebound protocol for every token budget, positive size and seed.
+
+    Returns:
+        `curves`, `base` (see `rebound.collect`) with a `budget_tokens` column (the final budget written
+        out), `summary` (see `rebound.summarize`), `trend` (initial slope and initial drop per budget,
+        mean ± se over seeds), and `verdicts` (claim `pretraining_volume`: growth with tokens, threshold).
+    """
+    budgets = cfg.token_budgets
+    rebound.check_data(cfg, (cfg.task,), cfg.positive_sizes)
+    units: list = []
+    for budget in budgets:
+        for seed in cfg.seeds:
+            units.append(rebound.base_unit(cfg, cfg.task, cfg.size, budget, seed))
+            units += [rebound.unit(cfg, cfg.task, cfg.size, budget, n, seed) for n in cfg.positive_sizes]
+    curves, base = rebound.collect(units, "pre-training volume: fine-tunes")
+    final = max(models.budgets(cfg.family))
+    size, _ = rebound.canonical_model(cfg.family, cfg.size, None)
+    for frame in (curves, base):  # the cache keys store the final budget as None; write it out
+        frame["budget_tokens"] = frame["budget_tokens"].fillna(final).astype(np.int64)
+        frame["model"] = [rebound.model_label(cfg.family, size, int(b)) for b in frame["budget_tokens"]]
+    summary = rebound.summarize(curves, base, cfg.initial_negative)
+    trend = rebound.model_trend(summary, "budget_tokens", list(budgets), "initial_slope")
+    drop = rebound.model_trend(summary, "budget_tokens", list(budgets), "initial_drop")
+    trend = trend.merge(drop[["budget_tokens", "initial_drop_mean", "initial_drop_se"]], on="budget_tokens")
+    growth = rebound.judge_increase(
+        trend, "budget_tokens", "initial_slope", "pretraining_volume", CHAPTER,
+        paper_text=f"more pre-training tokens, faster rebound (TinyLlama {', '.join(paper.TINYLLAMA_TOKENS)})",
+        label=lambda b: f"{int(b):,} tokens",
+    )
+    return {"curves": curves, "base": base, "summary": summary, "trend": trend,
+            "verdicts": verdicts.to_frame([growth, judge_threshold(trend, cfg)])}
+
+
+def load_or_run(cfg: Config) -> dict:
+    """The cached result of `run(cfg)`, computed (and cached unit by unit) on first use."""
+    return results.load_or_run(NAME, cfg, run)
+
+
+def plot(result: dict):
+    """The rebound curves, one panel per token budget, one curve per positive size (mean ± sd over seeds)."""
+    curves = result["curves"].assign(panel=lambda f: [f"{int(b):,} tokens" for b in f["budget_tokens"]])
+    base = result["base"].assign(panel=lambda f: [f"{int(b):,} tokens" for b in f["budget_tokens"]])
+    return rebound.plot_curves(curves, base, panel="panel")

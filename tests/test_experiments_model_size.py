@@ -1,0 +1,60 @@
+"""Tests of the model-size experiment: config validation and the smoke preset end to end."""
+
+import numpy as np
+import pytest
+
+from elasticity import models
+from elasticity.config import UserError
+from elasticity.experiments import model_size, rebound
+
+OUTCOMES = {"reproduced", "not reproduced", "not comparable"}
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"family": "gpt-17"}, "unknown family"),
+    ({"sizes": ("s", "xxl")}, "unknown size"),
+    ({"sizes": ("s", "s")}, "repeats"),
+    ({"task": "poetry"}, "unknown task"),
+    ({"negative_sizes": (10, 20, 50), "initial_negative": 50}, "initial_negative"),
+    ({"seeds": ()}, "empty"),
+    ({"device": "gpu"}, "device"),
+])
+def test_bad_config_raises_user_error(overrides, match):
+    with pytest.raises(UserError, match=match):
+        model_size.Config(**overrides)
+
+
+def test_default_sweeps_every_tiny_size_with_three_seeds():
+    cfg = model_size.PRESETS["default"]
+    assert cfg.model_sizes == models.sizes("tiny") and len(cfg.model_sizes) >= 3
+    assert len(cfg.seeds) >= 3
+    assert model_size.config(sizes=["s", "l"]).model_sizes == ("s", "l")
+
+
+def test_units_are_shared_with_the_rebound_chapter():
+    # the default size's units of this chapter are the rebound chapter's units (same cache entries)
+    cfg, r = model_size.PRESETS["default"], rebound.PRESETS["default"]
+    size = models.default_size("tiny")
+    ours = rebound.unit(cfg, "sentiment", size, None, cfg.positive_sizes[0], 0)
+    theirs = rebound.unit(r, "sentiment", r.size, None, cfg.positive_sizes[0], 0)
+    assert cfg.positive_sizes[0] in r.positive_sizes and ours == theirs
+
+
+@pytest.mark.slow
+def test_smoke_run_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    cfg = model_size.config()
+    result = model_size.run(cfg)
+    curves, trend, found = result["curves"], result["trend"], result["verdicts"]
+    assert list(trend["size"]) == list(cfg.model_sizes)
+    assert set(curves["size"]) == set(cfg.model_sizes)
+    assert len(curves) == len(cfg.model_sizes) * len(cfg.positive_sizes) * len(cfg.seeds) * (
+        len(cfg.negative_sizes) + 1)
+    assert np.isfinite(curves[["score", "kl_to_base_nats"]].to_numpy()).all()
+    assert list(found["claim"]) == ["model_size"] and set(found["outcome"]) <= OUTCOMES
+    means = trend["initial_slope_mean"].to_numpy()
+    if found["outcome"].iloc[0] == "reproduced":
+        assert (np.diff(means) > 0).all()
+    if not (np.diff(means) > 0).all():
+        assert found["outcome"].iloc[0] != "reproduced"

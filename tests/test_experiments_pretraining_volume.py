@@ -1,0 +1,63 @@
+"""Tests of the pre-training-volume experiment: config validation, the threshold test, a smoke run."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from elasticity import models
+from elasticity.config import UserError
+from elasticity.experiments import pretraining_volume
+
+OUTCOMES = {"reproduced", "not reproduced", "not comparable"}
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"family": "gpt-17"}, "unknown family"),
+    ({"budgets": (123,)}, "at least 2"),
+    ({"budgets": (123, 456)}, "token budget"),
+    ({"task": "poetry"}, "unknown task"),
+    ({"threshold_fraction": 1.5}, "threshold_fraction"),
+    ({"size": "xxl"}, "unknown size"),
+    ({"batch_size": 0}, "batch_size"),
+])
+def test_bad_config_raises_user_error(overrides, match):
+    with pytest.raises(UserError, match=match):
+        pretraining_volume.Config(**overrides)
+
+
+def test_default_budgets_span_ten_times_with_three_seeds():
+    cfg = pretraining_volume.PRESETS["default"]
+    budgets = cfg.token_budgets
+    assert len(budgets) >= 3 and budgets[-1] / budgets[0] >= 10
+    assert budgets == tuple(sorted(models.budgets("tiny")))
+    assert len(cfg.seeds) >= 3
+
+
+@pytest.mark.parametrize("small, large, outcome", [
+    (0.01, 0.2, "reproduced"),  # the smallest budget barely moves
+    (0.15, 0.2, "not reproduced"),
+    (0.1, -0.05, "not comparable"),  # no drop at the largest budget to compare with
+])
+def test_threshold_verdict(small, large, outcome):
+    trend = pd.DataFrame({"budget_tokens": [1000, 100000], "initial_drop_mean": [small, large],
+                          "initial_drop_se": [0.01, 0.01]})
+    verdict = pretraining_volume.judge_threshold(trend, pretraining_volume.PRESETS["default"])
+    assert verdict.outcome == outcome and verdict.claim == "pretraining_volume"
+
+
+@pytest.mark.slow
+def test_smoke_run_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    cfg = pretraining_volume.config()
+    result = pretraining_volume.run(cfg)
+    curves, trend, found = result["curves"], result["trend"], result["verdicts"]
+    assert list(trend["budget_tokens"]) == list(cfg.token_budgets)
+    assert sorted(curves["budget_tokens"].unique()) == list(cfg.token_budgets)
+    assert np.isfinite(curves[["score", "kl_to_base_nats"]].to_numpy()).all()
+    assert list(found["claim"]) == ["pretraining_volume", "pretraining_volume"]
+    assert set(found["outcome"]) <= OUTCOMES
+    ratio = trend["initial_drop_mean"].iloc[0] / trend["initial_drop_mean"].iloc[-1]
+    if trend["initial_drop_mean"].iloc[-1] > 0:
+        expected = "reproduced" if ratio <= cfg.threshold_fraction else "not reproduced"
+        assert found["outcome"].iloc[1] == expected

@@ -1,0 +1,208 @@
+"""Tests of the rebound experiment: config validation, the curve summaries and verdicts, a smoke run."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from elasticity.config import UserError
+from elasticity.experiments import rebound
+
+OUTCOMES = {"reproduced", "not reproduced", "not comparable"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Config validation: bad input fails before any work, with one line.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"family": "gpt-17"}, "unknown family"),
+    ({"tasks": ("sentiment", "poetry")}, "unknown task"),
+    ({"tasks": ()}, "empty"),
+    ({"positive_sizes": (200, 100)}, "increasing"),
+    ({"negative_sizes": (10, 20)}, "at least 3"),
+    ({"negative_sizes": (10, 15, 20), "initial_negative": 10}, "multiple of batch_size"),
+    ({"initial_negative": 200}, "initial_negative"),
+    ({"seeds": (0, 0)}, "repeats"),
+    ({"learning_rate": 2.0}, "learning_rate"),
+    ({"device": "tpu"}, "device"),
+    ({"kl_task": "sentiment-imdb"}, "kl_task"),
+    ({"kl_epsilon": 0.0}, "kl_epsilon"),
+    ({"dpo_task": "nope"}, "dpo_task"),
+    ({"num_prompts": 0}, "num_prompts"),
+    ({"positive_sizes": "100"}, "wrong type"),
+])
+def test_bad_config_raises_user_error(overrides, match):
+    with pytest.raises(UserError, match=match):
+        rebound.Config(**overrides)
+
+
+def test_lists_are_accepted_for_tuples_and_presets_validate():
+    cfg = rebound.Config(positive_sizes=[100, 200], seeds=[0, 1])
+    assert cfg.positive_sizes == (100, 200) and cfg.seeds == (0, 1)
+    for preset in rebound.PRESETS.values():
+        assert preset.initial_negative in preset.negative_sizes
+
+
+def test_config_overrides_and_scale(monkeypatch):
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    assert rebound.config() == rebound.PRESETS["smoke"]
+    assert rebound.config(seeds=None, device="cpu").seeds == rebound.PRESETS["smoke"].seeds
+    with pytest.raises(UserError, match="unknown parameter"):
+        rebound.config(colour="red")
+
+
+def test_default_preset_keeps_the_paper_ratios():
+    from elasticity import paper
+
+    cfg = rebound.PRESETS["default"]
+    ratio_pos = np.array(paper.REBOUND_POSITIVE_SIZES) / np.array(cfg.positive_sizes)
+    ratio_neg = np.array(paper.REBOUND_NEGATIVE_SIZES) / np.array(cfg.negative_sizes)
+    assert np.allclose(ratio_pos, ratio_pos[0]) and np.allclose(ratio_neg, ratio_pos[0])
+    assert len(cfg.seeds) >= 3
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Summaries and verdicts on synthetic curves whose shape is known.
+# ---------------------------------------------------------------------------------------------------------
+
+NEG = (10, 20, 50, 100, 200)
+
+
+def _synthetic(task, shape, seeds=(0, 1, 2), positive_sizes=(100, 1000), base_level=0.0, rng=None,
+               reverse="sft", kl_speed_grows=True):
+    """Curves s(n) = end + (start - end) * exp(-n / scale) with a start and speed growing with positive size."""
+    rng = rng or np.random.default_rng(0)
+    rows, base_rows = [], []
+    for seed in seeds:
+        base_rows.append({"task": task, "model": "m", "family": "tiny", "size": None, "budget_tokens": None,
+                          "seed": seed, "score": base_level})
+        for p in positive_sizes:
+            start = base_level + 0.3 + 0.1 * math.log10(p)
+            end = {"below": base_level - 0.2, "near": base_level + 0.01, "flat": start}[shape]
+            scale = 30.0 / math.log10(p)
+            for n in (0, *NEG):
+                score = end + (start - end) * math.exp(-n / scale) + rng.normal(0, 1e-3)
+                speed = math.log10(p) if kl_speed_grows else 4 / math.log10(p)
+                kl = 0.1 * math.log10(p) * math.exp(-n * speed / 40) + 0.001
+                rows.append({"task": task, "model": "m", "family": "tiny", "size": None, "budget_tokens": None,
+                             "reverse": reverse, "positive_size": p, "seed": seed, "negative_examples": n,
+                             "score": score, "score_sd": 0.1, "kl_to_base_nats": kl})
+    return pd.DataFrame(rows), pd.DataFrame(base_rows)
+
+
+def test_summarize_slopes_by_hand():
+    curves, base = _synthetic("sentiment", "below", seeds=(0,), positive_sizes=(100,))
+    s = rebound.summarize(curves, base, 20).iloc[0]
+    g = curves.set_index("negative_examples")["score"]
+    assert s["initial_slope"] == pytest.approx((g[0] - g[20]) / 20)
+    assert s["later_slope"] == pytest.approx((g[20] - g[200]) / 180)
+    assert s["end_minus_base"] == pytest.approx(g[200])
+    assert s["slope_gap"] > 0
+
+
+def test_verdicts_on_curves_with_the_papers_shape():
+    c1, b1 = _synthetic("sentiment", "below")
+    c2, b2 = _synthetic("safety", "near")
+    curves, base = pd.concat([c1, c2]), pd.concat([b1, b2])
+    summary = rebound.summarize(curves, base, 20)
+    found = rebound.judge_two_phase(summary, "rebound") + rebound.judge_positive_size(summary, "rebound")
+    found += rebound.judge_end_shape(summary, "rebound", 0.25)
+    assert [v.outcome for v in found] == ["reproduced"] * 5
+    table = rebound.kl_table(curves, "safety", 0.01)
+    assert list(table["positive_size"]) == [100, 1000]
+    assert (table["kl_to_base_nats"].diff().dropna() > 0).all()
+    assert list(table["negative_to_epsilon"]) == [100, 50]
+    [kl] = rebound.judge_kl_table(table, "rebound", 0.01)
+    assert kl.outcome == "reproduced"  # larger KL, yet fewer examples to return: the paper's pattern
+
+
+def test_kl_table_needing_more_examples_after_more_data_is_not_reproduced():
+    curves, _ = _synthetic("safety", "near", kl_speed_grows=False)
+    table = rebound.kl_table(curves, "safety", 0.01)
+    assert list(table["negative_to_epsilon"]) == [100, 200]
+    [kl] = rebound.judge_kl_table(table, "rebound", 0.01)
+    assert kl.outcome == "not reproduced"
+
+
+def test_verdicts_fail_on_flat_curves_and_wrong_ends():
+    c1, b1 = _synthetic("sentiment", "flat")
+    c2, b2 = _synthetic("safety", "below")
+    summary = rebound.summarize(pd.concat([c1, c2]), pd.concat([b1, b2]), 20)
+    two_phase = {v.ours.split(":")[0]: v.outcome for v in rebound.judge_two_phase(summary, "rebound")}
+    assert two_phase == {"sentiment": "not reproduced", "safety": "reproduced"}
+    [end] = rebound.judge_end_shape(summary, "rebound", 0.25)
+    assert end.outcome == "not reproduced"  # sentiment does not end below the base
+
+
+def test_one_task_or_one_seed_is_not_comparable():
+    curves, base = _synthetic("sentiment", "below", seeds=(0,))
+    summary = rebound.summarize(curves, base, 20)
+    assert {v.outcome for v in rebound.judge_two_phase(summary, "rebound")} == {"not comparable"}
+    [end] = rebound.judge_end_shape(summary, "rebound", 0.25)
+    assert end.outcome == "not comparable"
+
+
+def test_kl_never_below_epsilon_is_censored():
+    curves, _ = _synthetic("safety", "near")
+    table = rebound.kl_table(curves, "safety", 1e-9)
+    assert table["reached"].sum() == 0 and table["negative_to_epsilon"].isna().all()
+    [kl] = rebound.judge_kl_table(table, "rebound", 1e-9)
+    assert kl.outcome == "not comparable"
+
+
+def test_model_trend_and_increase():
+    frames = []
+    for i, size in enumerate(("s", "m", "l")):
+        c, b = _synthetic("sentiment", "below", positive_sizes=(100,), rng=np.random.default_rng(i))
+        c["score"] = c["score"] * (1 + i)  # bigger model: steeper
+        frames.append((c.assign(size=size, model=size), b.assign(size=size, model=size)))
+    summary = rebound.summarize(pd.concat([f[0] for f in frames]), pd.concat([f[1] for f in frames]), 20)
+    trend = rebound.model_trend(summary, "size", ["s", "m", "l"])
+    assert list(trend["size"]) == ["s", "m", "l"]
+    assert trend["vs_first_mean"].iloc[0] == 0.0
+    up = rebound.judge_increase(trend, "size", "initial_slope", "model_size", "model_size", "paper")
+    assert up.outcome == "reproduced"
+    down = rebound.judge_increase(trend.iloc[::-1].reset_index(drop=True).assign(
+        vs_first_mean=lambda f: -f["vs_first_mean"][::-1].to_numpy()), "size", "initial_slope",
+        "model_size", "model_size", "paper")
+    assert down.outcome == "not reproduced"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The smoke preset end to end on the tiny family.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_smoke_run_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    cfg = rebound.config()
+    result = rebound.run(cfg)
+    curves, base, verdict_frame = result["curves"], result["base"], result["verdicts"]
+    per_curve = len(cfg.negative_sizes) + 1
+    n_sft = len(cfg.tasks) * len(cfg.positive_sizes) * len(cfg.seeds)
+    n_dpo = len(cfg.dpo_positive_sizes) * len(cfg.seeds)
+    assert len(curves) == (n_sft + n_dpo) * per_curve
+    assert len(base) == len(cfg.tasks) * len(cfg.seeds)
+    assert np.isfinite(curves[["score", "kl_to_base_nats"]].to_numpy()).all()
+    assert (curves["kl_to_base_nats"] >= -1e-6).all()
+    assert set(curves["reverse"]) == {"sft", "dpo"}
+    # after positive SFT the model has moved away from the base
+    assert (curves.loc[curves["negative_examples"] == 0, "kl_to_base_nats"] > 0).all()
+    assert set(verdict_frame["outcome"]) <= OUTCOMES
+    assert set(verdict_frame["claim"]) == {"rebound_two_phase", "rebound_positive_size", "rebound_below_base",
+                                           "kl_table", "preference_ablation"}
+    # outcomes agree with the numbers: recompute the two-phase test from the summary
+    summary = result["summary"]
+    for task, g in summary[summary["reverse"] == "sft"].groupby("task"):
+        mean, se = rebound.mean_se(rebound.per_seed(g, "slope_gap", ["task"])["slope_gap"])
+        row = verdict_frame[(verdict_frame["claim"] == "rebound_two_phase")
+                            & verdict_frame["ours"].str.startswith(task)].iloc[0]
+        assert row["outcome"] == ("reproduced" if mean - 2 * se > 0 else "not reproduced")
+    # cached units: a second run computes nothing and gives the same numbers
+    again = rebound.run(cfg)
+    pd.testing.assert_frame_equal(again["curves"], curves)
