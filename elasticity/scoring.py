@@ -250,7 +250,9 @@ def _right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, t
 def _scored_tokens(tokenizer, item: str | Example, max_length: int | None) -> tuple[list[int], list[bool]]:
     """Token ids of a text and, per token, whether its prediction is counted.
 
-    A plain string counts every token but the first (which has no prefix to be predicted from). An
+    A plain string counts every token but the first, which has no prefix to be predicted from (with a
+    tokenizer that prepends BOS, as the tiny family's does, that first token is BOS and every token of
+    the text counts; with one that does not, as SmolLM2's, the text's first token is not counted). An
     Example counts its response tokens only: a token is a response token when it ends after the prompt's
     last character (offsets of fast tokenizers); with a slow tokenizer, when its index is at least the
     number of tokens of the prompt alone.
