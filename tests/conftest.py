@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny randomly initialised Llama built from a config and a byte-level BPE tokenizer.
+
+Nothing is downloaded and nothing is read from the cache: the tokenizer is trained on the lines below in a
+few milliseconds, and every model is built from a `LlamaConfig`.
+"""
+
+import pytest
+import torch
+
+LINES = [
+    "the film is a delight from start to finish, warm and funny.",
+    "a dull, plodding mess that never finds its footing.",
+    "language models resist alignment: evidence from data compression.",
+    "the quick brown fox jumps over the lazy dog.",
+    "pack my box with five dozen liquor jugs.",
+    "an honest, moving portrait of a family under strain.",
+    "Question: what is the capital of France?\nAnswer: Paris.",
+]
+
+
+def make_tokenizer(vocab_size: int = 320, *, model_max_length: int = 128):
+    """A byte-level BPE tokenizer (<pad> <s> </s> <unk>) that prepends <s>, trained on `LINES`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(LINES * 3, trainer)
+    bos = [("<s>", bpe.token_to_id("<s>"))]
+    bpe.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=bos)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", model_max_length=model_max_length)
+
+
+def make_model(tokenizer, *, seed: int = 0, hidden_size: int = 32, num_layers: int = 2):
+    """A tiny randomly initialised LlamaForCausalLM (float32) sized to `tokenizer`."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=num_layers, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=tokenizer.model_max_length, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A byte-level BPE tokenizer trained on a few lines (shared: do not mutate it)."""
+    return make_tokenizer()
+
+
+@pytest.fixture
+def tiny_model(tiny_tokenizer):
+    """A fresh tiny random Llama (seed 0) for each test."""
+    return make_model(tiny_tokenizer)
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, tiny_tokenizer):
+    """A directory holding a tiny random Llama and its tokenizer, written with `save_pretrained`."""
+    directory = tmp_path / "tiny-model"
+    make_model(tiny_tokenizer).save_pretrained(directory)
+    tiny_tokenizer.save_pretrained(directory)
+    return directory
