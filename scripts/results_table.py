@@ -1,0 +1,48 @@
+"""Print the book's verdicts, read from cached results, as a Markdown table; optionally write it into README.md.
+
+Usage: python scripts/results_table.py [--write-readme]
+
+Nothing is computed here: a verdict whose experiment has no cached result (for the current code and scale)
+is printed as "not computed yet". Run `make book` first.
+"""
+
+import argparse
+import re
+import subprocess
+import sys
+
+from elasticity import config, paths
+from elasticity.experiments import registry
+
+START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+
+
+def markdown_table() -> str:
+    """The verdicts as Markdown, with the commit and scale they were computed at."""
+    frame = registry.collect_verdicts()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=paths.project_root()).stdout.strip()
+    lines = [f"Computed at commit `{commit}`, scale `{config.scale()}`, family `tiny` (CPU).", "",
+             "| claim (paper source) | ours | paper | verdict |", "|---|---|---|---|"]
+    for row in frame.to_dict("records"):
+        outcome = row["outcome"] or row["status"]
+        lines.append(f"| {row['claim']} ({row['source']}) | {row['ours'] or '-'} | {row['paper'] or '-'} | {outcome} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write-readme", action="store_true", help="replace the table between the README markers")
+    args = parser.parse_args()
+    table = markdown_table()
+    print(table)
+    if args.write_readme:
+        readme = paths.project_root() / "README.md"
+        text = readme.read_text()
+        pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), flags=re.S)
+        readme.write_text(pattern.sub(lambda _: f"{START}\n{table}\n{END}", text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
