@@ -149,3 +149,22 @@ def test_kl_is_non_negative_on_random_models(tokenizer):
         p, q = tiny_llama(10 + seed, len(WORDS) + 2), tiny_llama(20 + seed, len(WORDS) + 2)
         texts = [" ".join(rng.choice(WORDS, size=rng.integers(2, 12))) for _ in range(5)]
         assert scoring.kl_divergence(p, q, tokenizer, texts) >= 0
+
+
+def test_kl_with_a_bos_tokenizer_counts_every_real_token(tiny_tokenizer):
+    from conftest import make_model
+
+    p, q = make_model(tiny_tokenizer, seed=0).eval(), make_model(tiny_tokenizer, seed=1).eval()
+    example = Example("the film is a", " delight from start to finish.")
+    with torch.no_grad():
+        encoded = tiny_tokenizer(example.text, return_tensors="pt")
+        assert encoded.input_ids[0, 0] == tiny_tokenizer.bos_token_id
+        lp, lq = p(**encoded).logits[0].log_softmax(-1), q(**encoded).logits[0].log_softmax(-1)
+        per_position = (lp.exp() * (lp - lq)).sum(-1)[:-1]  # position t predicts token t + 1
+        n_prompt = len(tiny_tokenizer(example.prompt).input_ids)  # BOS + prompt tokens
+    assert scoring.kl_divergence(p, q, tiny_tokenizer, [example.text]) == pytest.approx(
+        per_position.mean().item(), rel=1e-5)  # BOS predicts the first real token: all of them count
+    response_ids, counted = scoring._scored_tokens(tiny_tokenizer, example, None)
+    assert tiny_tokenizer.decode([t for t, c in zip(response_ids, counted, strict=True) if c]) == example.response
+    want = per_position[n_prompt - 1:].mean().item()
+    assert scoring.kl_divergence(p, q, tiny_tokenizer, [example]) == pytest.approx(want, rel=1e-5)
