@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import sympy as sp
 
-from elasticity import config
+from elasticity import config, results
 
 # Every rate below is in nats (natural log) unless its name says bits.
 # Symbols. `k` = |D_p| / |D_a| and `l` = |D_t| / |D_a| (Theorem 4.2); `d` = pruning depth in tokens;
@@ -58,9 +58,7 @@ def compression_rate(leaf_probs: Sequence, joint_leaf_probs: Sequence, depth=d) 
 
 def normalized_rate(rate: sp.Expr, normalization: str = "log_m", num_leaves=M, depth=d) -> sp.Expr:
     """The normalized compression rate gamma^{D_i/D}; `normalization` is a key of `NORMALIZATIONS`."""
-    return NORMALIZATIONS[config.choice("normalization", normalization, NORMALIZATIONS)](
-        rate, num_leaves, depth
-    )
+    return NORMALIZATIONS[config.choice("normalization", normalization, NORMALIZATIONS)](rate, num_leaves, depth)
 
 
 def ideal_code_length_bits(length, depth, leaf_probs: Sequence) -> sp.Expr:
@@ -75,20 +73,36 @@ def ideal_code_length_bits(length, depth, leaf_probs: Sequence) -> sp.Expr:
     return sp.ceiling(length / depth) * sp.ceiling(entropy)
 
 
+def ideal_code_length_formula() -> sp.Eq:
+    """Theorem 3.4 as transcribed ([S1] KO), with the double sum over depths l and nodes j kept unevaluated.
+
+    E[L(x)] = ceil(|x|/d) ceil(-sum_{l=1}^{d} sum_{j=1}^{2^(l-1)} p_lj log p_lj): the EOS-leaf
+    probability p_lj of the j-th node at depth l (root at depth 1), bits when the log is base 2.
+    """
+    p = sp.IndexedBase("p")
+    depth_index, node = sp.symbols("l j", positive=True, integer=True)
+    length = sp.Symbol(r"\lvert x \rvert", positive=True, integer=True)
+    log2 = sp.Function(r"\log_{2}")  # kept unevaluated, for display
+    entropy = -sp.Sum(
+        sp.Sum(p[depth_index, node] * log2(p[depth_index, node]), (node, 1, 2 ** (depth_index - 1))),
+        (depth_index, 1, d),
+    )
+    expected = sp.Symbol(r"\mathbb{E}\left[\mathcal{L}_{p_\theta}(x)\right]")
+    return sp.Eq(expected, sp.ceiling(length / d) * sp.ceiling(entropy), evaluate=False)
+
+
 def path_probability(node_weights: Sequence) -> sp.Expr:
     """Product of the next-token probabilities w_{t+1}/w_t along a root-to-leaf path of node weights.
 
     A model that has learned the node weights of the token tree predicts each token with the ratio of
     the child's weight to its parent's; the product telescopes to (leaf weight) / (root weight).
     """
-    return sp.Mul(
-        *[child / parent for parent, child in zip(node_weights[:-1], node_weights[1:], strict=True)]
-    )
+    # each ratio is kept unevaluated so that the product can be displayed; `.doit()` cancels it
+    ratios = [sp.UnevaluatedExpr(c / p) for p, c in zip(node_weights[:-1], node_weights[1:], strict=True)]
+    return sp.Mul(*ratios, evaluate=False)
 
 
-def random_responses(
-    rng: np.random.Generator, num_responses: int, min_length: int, max_length: int
-) -> list[str]:
+def random_responses(rng: np.random.Generator, num_responses: int, min_length: int, max_length: int) -> list[str]:
     """`num_responses` distinct binary responses with lengths uniform in [min_length, max_length] tokens."""
     if not 0 <= min_length <= max_length:
         raise config.UserError(f"need 0 <= min_length <= max_length; got {min_length}, {max_length}")
@@ -113,9 +127,7 @@ def pareto_masses(rng: np.random.Generator, num: int, shape: float, scale: float
     return draws / draws.sum()
 
 
-def node_weights(
-    responses: Sequence[str], masses: Sequence[float]
-) -> tuple[dict[str, float], dict[str, float]]:
+def node_weights(responses: Sequence[str], masses: Sequence[float]) -> tuple[dict[str, float], dict[str, float]]:
     """Node weights and EOS-leaf weights of the token tree of `responses` (Definition 3.1).
 
     Returns:
@@ -134,14 +146,15 @@ def node_weights(
 def prune(responses: Sequence[str], masses: Sequence[float], depth: int) -> dict[str, float]:
     """Leaves of the token tree pruned to its top `depth` token layers, with their masses.
 
-    Convention (a reading of Definition 3.3, tagged [R]): a response shorter than `depth` tokens keeps
-    its own EOS leaf (label = the response + "$"); a longer response is cut after `depth` tokens and
-    its first block lands on the cut node (label = the prefix + "..."), which carries the mass of the
-    whole subtree below it. Later blocks are coded with the same pruned tree (Theorem 3.4).
+    Convention (a reading of Definition 3.3, tagged [R], the same as `elasticity.tokentree`): a
+    response of at most `depth` tokens keeps its own EOS leaf (label = the response + "$"); a longer
+    response is cut after `depth` tokens and its first block lands on the cut node (label = the prefix
+    + "..."), which carries the mass of the whole subtree below it. Later blocks are coded with the
+    same pruned tree (Theorem 3.4).
     """
     leaves: dict[str, float] = {}
     for response, mass in zip(responses, masses, strict=True):
-        label = response + "$" if len(response) < depth else response[:depth] + "..."
+        label = response + "$" if len(response) <= depth else response[:depth] + "..."
         leaves[label] = leaves.get(label, 0.0) + float(mass)
     return leaves
 
@@ -284,9 +297,7 @@ def rate_changes(k: float, l: float, depth: float = 1) -> tuple[float, float]:  
         raise config.UserError(f"need k > 0, l >= 0, depth > 0; got k={k!r}, l={l!r}, depth={depth!r}")
     exact = elasticity(True)
     values = {_K: sp.Rational(k), _L: sp.Rational(l), d: sp.Rational(depth)}
-    return float(exact.delta_gamma_p.subs(values).evalf(30)), float(
-        exact.delta_gamma_a.subs(values).evalf(30)
-    )
+    return float(exact.delta_gamma_p.subs(values).evalf(30)), float(exact.delta_gamma_a.subs(values).evalf(30))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,19 +322,12 @@ def force_balance(num_datasets: int = 2, num_leaves: int = 3) -> ForceBalance:
     Rates are per block (d = 1) and nats.
     """
     n = sp.symbols(f"n_1:{num_datasets + 1}", positive=True)
-    p = [
-        [sp.Symbol(f"p_{i + 1}{j + 1}", positive=True) for j in range(num_leaves)]
-        for i in range(num_datasets)
-    ]
+    p = [[sp.Symbol(f"p_{i + 1}{j + 1}", positive=True) for j in range(num_leaves)] for i in range(num_datasets)]
     q = [sp.Symbol(f"q_{j + 1}", positive=True) for j in range(num_leaves)]
     total = sp.Add(*n) + l
-    m = [
-        (sp.Add(*[n[i] * p[i][j] for i in range(num_datasets)]) + l * q[j]) / total for j in range(num_leaves)
-    ]
+    m = [(sp.Add(*[n[i] * p[i][j] for i in range(num_datasets)]) + l * q[j]) / total for j in range(num_leaves)]
     gammas = [compression_rate(p[i], m, 1) for i in range(num_datasets)]
-    on_simplex = {p[i][-1]: 1 - sp.Add(*p[i][:-1]) for i in range(num_datasets)} | {
-        q[-1]: 1 - sp.Add(*q[:-1])
-    }
+    on_simplex = {p[i][-1]: 1 - sp.Add(*p[i][:-1]) for i in range(num_datasets)} | {q[-1]: 1 - sp.Add(*q[:-1])}
     derivative = sp.diff(gammas[0], l)
     derivative_claim = (1 - sp.Add(*[p[0][j] * q[j] / m[j] for j in range(num_leaves)])) / total
     force = sp.Add(*[n[i] * sp.diff(gammas[i], l) for i in range(num_datasets)])
@@ -454,9 +458,7 @@ def leaf_rates(parts: np.ndarray, k: float, l: float, depth: int, normalization:
     log_ratio = np.log1p(l * (q - m0) / (total * m0))
     delta = {name: -np.sum(p * log_ratio) / depth for name, p in (("p", p_p), ("a", p_a))}
     constant = float(normalized_rate(sp.Integer(0), normalization, 2**depth, depth))
-    gamma = {
-        name: -np.sum(p[p > 0] * np.log(m[p > 0])) / depth + constant for name, p in (("p", p_p), ("a", p_a))
-    }
+    gamma = {name: -np.sum(p[p > 0] * np.log(m[p > 0])) / depth + constant for name, p in (("p", p_p), ("a", p_a))}
     return {
         "gamma_p": gamma["p"],
         "gamma_a": gamma["a"],
@@ -480,9 +482,7 @@ def run_monte_carlo(cfg: MonteCarloConfig) -> pd.DataFrame:
     for s, shape in enumerate(cfg.pareto_shapes):
         rng = np.random.default_rng([cfg.seed, s])
         for tree in range(cfg.num_trees):
-            dists = pruned_parts(
-                rng, cfg.num_responses, cfg.response_length, cfg.depths, shape, cfg.pareto_scale
-            )
+            dists = pruned_parts(rng, cfg.num_responses, cfg.response_length, cfg.depths, shape, cfg.pareto_scale)
             for depth, parts in dists.items():
                 shared = float(np.mean(parts[2][parts[1] > 0] > 0))
                 for k_ in cfg.ks:
@@ -505,3 +505,16 @@ def run_monte_carlo(cfg: MonteCarloConfig) -> pd.DataFrame:
                             }
                         )
     return pd.DataFrame(rows)
+
+
+def _monte_carlo_columns(cfg: MonteCarloConfig) -> dict[str, list]:
+    return run_monte_carlo(cfg).to_dict("list")
+
+
+def load_or_run_monte_carlo(cfg: MonteCarloConfig, *, cache=None) -> pd.DataFrame:
+    """`run_monte_carlo(cfg)` through the results cache (`results.load_or_run`), as a DataFrame.
+
+    The table is stored as plain columns of floats, not as a DataFrame: `results` encodes DataFrames
+    with 10 decimal places, which would turn the derivatives for k = 1e6 (about 1e-13) into 0.
+    """
+    return pd.DataFrame(results.load_or_run("theory_elasticity_monte_carlo", cfg, _monte_carlo_columns, cache=cache))
