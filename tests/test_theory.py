@@ -251,3 +251,19 @@ def test_no_torch_import():
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("stem", ["theory_token_tree", "theory_elasticity"])
+def test_theory_chapter_executes_at_smoke_scale(stem, tmp_path, monkeypatch):
+    import jupytext
+    import papermill
+
+    from elasticity import paths
+
+    source = tmp_path / f"{stem}.ipynb"
+    jupytext.write(jupytext.read(paths.notebooks_dir() / f"{stem}.md"), source)
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")  # the kernel inherits the environment
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path / "cache"))
+    papermill.execute_notebook(str(source), str(tmp_path / "out.ipynb"), cwd=str(paths.notebooks_dir()),
+                               progress_bar=False)
