@@ -29,9 +29,13 @@ _STYLE = {
 def new_figure(
     ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 3.6, **kwargs
 ) -> tuple[Figure, object]:
-    """A figure in the house style with `nrows x ncols` axes (`plt.subplots` semantics for the axes)."""
-    with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **kwargs)
+    """A figure in the house style with `nrows x ncols` axes (`plt.subplots` semantics for the axes).
+
+    The style is applied to the global rcParams: `plt.rc_context` would also restore the backend on exit,
+    which stops Jupyter's inline backend from showing later figures.
+    """
+    plt.rcParams.update(_STYLE)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **kwargs)
     return fig, axes
 
 

@@ -10,7 +10,6 @@ import dataclasses
 import datetime
 import hashlib
 import importlib.metadata
-import io
 import json
 import os
 import platform
@@ -84,7 +83,11 @@ def _entry_dir(name: str, config: Any, compute: Callable, cache: Path | None) ->
 
 def _encode(value: Any) -> Any:
     if isinstance(value, pd.DataFrame):
-        return {"__frame__": value.reset_index(drop=True).to_json(orient="table", index=False)}
+        # Column lists through json keep every float exactly (repr round-trips); to_json would round them.
+        frame = value.reset_index(drop=True)
+        return {"__frame__": {"columns": [str(c) for c in frame.columns],
+                              "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
+                              "data": {str(c): _encode(frame[c].tolist()) for c in frame.columns}}}
     if isinstance(value, dict):
         return {str(k): _encode(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -97,7 +100,12 @@ def _encode(value: Any) -> Any:
 def _decode(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"__frame__"}:
-            return pd.read_json(io.StringIO(value["__frame__"]), orient="table")
+            spec = value["__frame__"]
+            frame = pd.DataFrame({c: spec["data"][c] for c in spec["columns"]}, columns=spec["columns"])
+            for column, dtype in spec["dtypes"].items():
+                if dtype != "object" and dtype != str(frame[column].dtype):
+                    frame[column] = frame[column].astype(dtype)
+            return frame
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]
@@ -172,7 +180,8 @@ def load_or_run(name: str, config: Any, compute: Callable[[Any], Any], *, cache:
         cache: the cache directory; `paths.cache_dir()` if None.
 
     Returns:
-        The result as `compute` returned it (DataFrames come back with a fresh RangeIndex).
+        The result as `compute` returned it, through JSON: DataFrames come back with a fresh RangeIndex and
+        exact floats, tuples come back as lists. The first call returns the same decoded form as later calls.
     """
     cached = load(name, config, compute, cache=cache)
     if cached is not None:

@@ -93,3 +93,16 @@ def test_artifact_dir_builds_once_and_atomically(tmp_path):
         results.artifact_dir("toy-artifact", Toy(n=5), interrupted, cache=tmp_path)
     leftovers = [p for p in (tmp_path / "results" / "toy-artifact").iterdir() if p != first]
     assert leftovers == []
+
+
+def tiny_values(cfg: Toy) -> dict:
+    return {"table": pd.DataFrame({"small": [1e-300, 3e-17, 0.1 + 0.2], "name": ["a", "b", "c"],
+                                   "count": [1, 2, 3], "pair": [(1, 2), (2, 3), (1, 3)]})}
+
+
+def test_frames_round_trip_exactly(tmp_path):
+    results.load_or_run("exact", Toy(), tiny_values, cache=tmp_path)
+    table = results.load("exact", Toy(), tiny_values, cache=tmp_path)["table"]
+    assert table["small"].tolist() == [1e-300, 3e-17, 0.1 + 0.2]
+    assert table["count"].dtype == "int64" and table["name"].tolist() == ["a", "b", "c"]
+    assert table["pair"].tolist() == [[1, 2], [2, 3], [1, 3]]
