@@ -45,15 +45,15 @@ from elasticity.config import UserError
 # lines that differ are stored verbatim in the patch, so the format is lossless for any file, and the
 # patch's size is part of the overhead.
 #
-# Determinism. Both directions run the same token-by-token forward pass with a KV cache, on one CPU
-# thread (recorded in the header), so the decoder sees the very float vectors the encoder used; see
+# Determinism. Both directions run the same token-by-token forward pass with a KV cache, with the same
+# number of CPU threads (the encoder's, recorded in the header and set by the decoder), so the decoder
+# sees the very float vectors the encoder used; see
 # `elasticity.coding` for why batched and incremental passes must not be mixed. The guarantee holds on
 # the same machine type with the same library versions; a crc32 of the original bytes catches the rest.
 # ---------------------------------------------------------------------------------------------------------
 
 MAGIC = b"ELZ\x01"
 FORMAT_VERSION = 1
-CODING_THREADS = 1
 FRAMING_BYTES = len(MAGIC) + 4 + 8 + 4 + 4  # magic, three length fields, trailing crc32
 
 
@@ -209,8 +209,9 @@ def compress_bytes(data: bytes, model, tokenizer, *, header: dict | None = None,
     was_training = model.training
     model.eval()
     encoder, nll_bits = coding.Encoder(), 0.0
+    threads = torch.get_num_threads()
     try:
-        with _threads(CODING_THREADS):
+        with _threads(threads):
             stepper = _Stepper(model, tokenizer.bos_token_id, vocab)
             for win in compression.windows(ids, window):
                 pmf = stepper.start_window()
@@ -224,7 +225,7 @@ def compress_bytes(data: bytes, model, tokenizer, *, header: dict | None = None,
     code = encoder.finish()
     head = {"format": FORMAT_VERSION, **(header or {}), "model_sha256": model_sha256(model, tokenizer),
             "num_tokens": len(ids), "num_bytes": len(data), "window_tokens": window, "vocab_size": vocab,
-            "bos": tokenizer.bos_token_id is not None, "threads": CODING_THREADS,
+            "bos": tokenizer.bos_token_id is not None, "threads": threads,
             "crc32": zlib.crc32(data)}
     head_bytes = json.dumps(head, separators=(",", ":"), sort_keys=True).encode()
     body = (MAGIC + struct.pack(">I", len(head_bytes)) + head_bytes + struct.pack(">Q", len(code)) + code
