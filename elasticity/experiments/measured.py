@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -262,7 +263,7 @@ def _build_pretrained(unit: _Pretrain, directory: Path) -> None:
     """Pre-train a fresh model of the family's architecture on D_p; save weights, tokenizer, token counts."""
     model, tokenizer = fresh_model(unit.family, unit.size, seed=unit.seed, device=unit.device)
     parts = pretraining_texts(unit.part_size)
-    train = _plain([t for part in PARTS for t in parts[part]])
+    train = _plain(shuffled([t for part in PARTS for t in parts[part]], unit.seed))
     ft = finetune.FinetuneConfig(learning_rate=unit.learning_rate, epochs=unit.epochs, batch_size=unit.batch_size,
                                  max_length=unit.max_length, seed=unit.seed)
     out = finetune.finetune(model, tokenizer, train, ft, progress=True)
@@ -284,11 +285,31 @@ def fresh_model(family: str, size: str | None, *, seed: int, device: str):
 
     if family not in PRETRAINABLE:
         raise UserError(f"family {family!r} cannot be pre-trained here; accepted: {', '.join(PRETRAINABLE)}")
-    cfg = pretrain.preset(size or pretrain.sizes()[0])
+    cfg = pretrain.preset(size or models.default_size(family))
     tokenizer = pretrain.load_tokenizer(cfg.tokenizer)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(pretrain.llama_config(cfg, tokenizer)).to(device)
     return model, tokenizer
+
+
+def shuffled(texts: list[str], seed: int) -> list[str]:
+    """The texts in a seeded random order (`finetune` visits its first epoch in the order given)."""
+    order = np.random.default_rng([seed, len(texts)]).permutation(len(texts))
+    return [texts[i] for i in order]
+
+
+def interleave(base: list[str], extra: list[str], seed: int) -> list[str]:
+    """`base` (kept in its order) with `extra` inserted at seeded random places.
+
+    Each extra text gets a fixed position key in [0, 1), drawn from `seed` by its index, and base text i
+    has key (i + 0.5) / len(base): so interleave(base, extra[:n]) is interleave(base, extra[:m]) without
+    the extra texts n..m-1, for any n <= m. Joint runs that differ only in |D_t| see the same sequence of
+    D_p and D_a examples, which pairs them.
+    """
+    keys = np.random.default_rng([seed, 7]).random(len(extra))
+    merged = [((i + 0.5) / len(base), 0, t) for i, t in enumerate(base)]
+    merged += [(float(keys[j]), 1, t) for j, t in enumerate(extra)]
+    return [t for _, _, t in sorted(merged, key=lambda x: (x[0], x[1]))]
 
 
 def _pretrained_dir(unit: _Pretrain) -> Path:
@@ -305,13 +326,21 @@ def pretraining_record(cfg: Config) -> dict:
     return json.loads((_pretrained_dir(_pretrain_unit(cfg)) / "pretraining.json").read_text())
 
 
-def measure(model, tokenizer, heldout: dict[str, list[str]], *, normalization: str, depth: int) -> dict[str, float]:
+def log_leaves_bits(tokenizer, heldout: dict[str, list[str]], depth: int) -> float:
+    """log2(M) / depth for the joint held-out texts: the "log-leaves" normalization (a constant per tokenizer)."""
+    texts = [t for name in heldout for t in heldout[name]]
+    return math.log2(compression.leaf_count(tokenizer, texts, depth)) / depth
+
+
+def measure(model, tokenizer, heldout: dict[str, list[str]], *, normalization: str, depth: int,
+            log_leaves: float | None = None) -> dict[str, float]:
     """Normalized compression rates (bits per token) of D_p, D_a and the parts of D_p, from their held-out texts.
 
     One pass of `compression.code_lengths_and_tokens` over all held-out texts; each rate is the mean of
     the per-text bits per token (`compression.compression_rate`'s "per-text" average) minus the
     normalization of `compression.normalized_compression_rate` with the joint data D = all held-out texts
-    (D_1, D_2, D_3 and D_a). The joint texts are the same for every model, so "log-leaves" is one constant.
+    (D_1, D_2, D_3 and D_a). The joint texts are the same for every model, so "log-leaves" is one constant
+    (pass it as `log_leaves` to skip recomputing it).
     """
     names = list(heldout)
     texts = [t for name in names for t in heldout[name]]
@@ -324,7 +353,7 @@ def measure(model, tokenizer, heldout: dict[str, list[str]], *, normalization: s
     if normalization == "difference":
         offset = float(np.nanmean(per_text))
     elif normalization == "log-leaves":
-        offset = math.log2(compression.leaf_count(tokenizer, texts, depth)) / depth
+        offset = log_leaves_bits(tokenizer, heldout, depth) if log_leaves is None else log_leaves
     else:
         offset = 0.0
     return {n: r - offset for n, r in rates.items()}
@@ -355,38 +384,57 @@ def _compute_unit(unit: _Unit) -> dict:
     union_p = [t for part in PARTS for t in parts[part]]
 
     def rates(model) -> dict[str, float]:
-        return measure(model, tokenizer, heldout, normalization=unit.normalization, depth=unit.depth)
+        return measure(model, tokenizer, heldout, normalization=unit.normalization, depth=unit.depth,
+                       log_leaves=log_leaves)
 
     model, tokenizer = _load_pretrained(pre)
+    log_leaves = log_leaves_bits(tokenizer, heldout, unit.depth)
+    pretrained = copy.deepcopy(model)
     pretrained_rates = rates(model)
+    base_joint = shuffled(union_p + d_a, unit.seed)  # joint: D_p u D_a in one seeded order
     if unit.protocol == "sequential":
         aligned = _train(model, tokenizer, d_a, epochs=unit.align_epochs, batch_size=unit.batch_size, unit=unit)
     else:
-        aligned = _train(model, tokenizer, union_p + d_a, epochs=unit.perturb_epochs, batch_size=unit.batch_size,
+        aligned = _train(model, tokenizer, base_joint, epochs=unit.perturb_epochs, batch_size=unit.batch_size,
                          unit=unit)
     aligned.eval()
     aligned_rates = rates(aligned)
     points = [{"l": 0.0, "l_target": 0.0, "num_perturbation": 0, "rates": aligned_rates,
                "kl": dict.fromkeys(aligned_rates, 0.0)}]
-    with tempfile.TemporaryDirectory() as tmp:
-        # The aligned model is the start of every sequential perturbation: saved once, reloaded fresh.
-        aligned_dir = Path(tmp) / "aligned"
-        aligned.save_pretrained(aligned_dir)
-        tokenizer.save_pretrained(aligned_dir)
+
+    def add_point(l: float, n: int, perturbed) -> None:  # noqa: E741
+        perturbed.eval()
+        points.append({"l": n / unit.alignment_size, "l_target": l, "num_perturbation": n,
+                       "rates": rates(perturbed),
+                       "kl": _kl(perturbed, aligned, tokenizer, heldout, unit.kl_size, pre.max_length)})
+
+    largest = max(sizes.values())
+    nested = (unit.protocol == "sequential" and unit.perturb_epochs == 1.0
+              and all(n % unit.perturb_batch_size == 0 for n in sizes.values()))
+    if nested:
+        # One pass over the first `largest` texts of D_t with a checkpoint after the first n of them, for each l.
+        # `finetune` visits its first epoch in the order given at a constant learning rate, so that checkpoint
+        # is exactly the model a perturbation with those n texts alone gives.
+        fractions = sorted({n / largest for n in sizes.values()})
+        ft = finetune.FinetuneConfig(learning_rate=unit.learning_rate, epochs=1.0,
+                                     batch_size=unit.perturb_batch_size, max_length=pre.max_length, seed=unit.seed,
+                                     checkpoint_fractions=tuple(fractions))
+        with tempfile.TemporaryDirectory() as tmp:
+            out = finetune.finetune(copy.deepcopy(aligned), tokenizer, _plain(d_t[:largest]), ft,
+                                    output_dir=Path(tmp), progress=False)
+            for l, n in sizes.items():  # noqa: E741
+                perturbed, _ = finetune.load_checkpoint(out.checkpoints[fractions.index(n / largest)],
+                                                        device=pre.device)
+                add_point(l, n, perturbed)
+    else:
         for l, n in sizes.items():  # noqa: E741
             if unit.protocol == "sequential":
-                start, _ = finetune.load_checkpoint(aligned_dir, device=pre.device)
-                perturbed = _train(start, tokenizer, d_t[:n], epochs=unit.perturb_epochs,
+                perturbed = _train(copy.deepcopy(aligned), tokenizer, d_t[:n], epochs=unit.perturb_epochs,
                                    batch_size=unit.perturb_batch_size, unit=unit)
-            else:  # joint: theta_p trained on the union with D_t, like the aligned model without it
-                start, _ = _load_pretrained(pre)
-                perturbed = _train(start, tokenizer, union_p + d_a + d_t[:n], epochs=unit.perturb_epochs,
-                                   batch_size=unit.batch_size, unit=unit)
-            perturbed.eval()
-            points.append({"l": n / unit.alignment_size, "l_target": l, "num_perturbation": n,
-                           "rates": rates(perturbed),
-                           "kl": _kl(perturbed, aligned, tokenizer, heldout, unit.kl_size, pre.max_length)})
-            del perturbed, start
+            else:  # joint: theta_p trained on the union with D_t; the same D_p, D_a sequence as the aligned model
+                perturbed = _train(copy.deepcopy(pretrained), tokenizer, interleave(base_joint, d_t[:n], unit.seed),
+                                   epochs=unit.perturb_epochs, batch_size=unit.batch_size, unit=unit)
+            add_point(l, n, perturbed)
     return {"pretrained_rates": pretrained_rates, "points": points}
 
 
@@ -640,15 +688,16 @@ def hooke(rates: pd.DataFrame, pretraining_size: int) -> pd.DataFrame:
         a = group[group.dataset == "D_a"].iloc[0]
         p = group[group.dataset == "D_p"].iloc[0]
         size_a = pretraining_size / k
-        rows.append({"k": k, "l": a.l, "num_perturbation": num, "seed": seed,
+        rows.append({"k": k, "l_target": a.l_target, "l": a.l, "num_perturbation": num, "seed": seed,
                      "force_a": size_a * a.delta_gamma_bits, "minus_force_p": -pretraining_size * p.delta_gamma_bits,
                      "kl_force_a": size_a * a.kl_nats, "kl_force_p": pretraining_size * p.kl_nats})
     per_seed = pd.DataFrame(rows)
     per_seed["balance"] = per_seed.force_a / per_seed.minus_force_p
     per_seed["kl_balance"] = per_seed.kl_force_a / per_seed.kl_force_p
     out = []
-    for (k, num), group in per_seed.groupby(["k", "num_perturbation"]):
-        row = {"k": k, "l": float(group.l.iloc[0]), "num_perturbation": int(num)}
+    for (k, l_target), group in per_seed.groupby(["k", "l_target"]):
+        row = {"k": k, "l_target": l_target, "l": float(group.l.iloc[0]),
+               "num_perturbation": int(group.num_perturbation.iloc[0])}
         for column in ("force_a", "minus_force_p", "balance", "kl_force_a", "kl_force_p", "kl_balance"):
             row[column], row[f"{column}_se"] = _mean_se(group[column])
         out.append(row)
