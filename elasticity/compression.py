@@ -69,7 +69,8 @@ def tokenize(tokenizer, texts: Sequence[str]) -> list[list[int]]:
         raise UserError("texts must be a list of strings, not one string")
     if not texts:
         return []
-    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    # verbose=False: texts longer than the context are expected here (they are cut into windows below)
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
 
 
 def windows(ids: Sequence[int], window_tokens: int) -> list[list[int]]:
