@@ -1,0 +1,195 @@
+"""Tests of the benchmark scripts (benchmarks/train.py, benchmarks/gpu.py): arguments and JSON shape.
+
+No timing is asserted: the figures are whatever the (shared) machine gives; the tests check that the
+scripts refuse bad arguments, that the JSON they print holds every figure with consistent ratios, and that
+the GPU script refuses to run without CUDA.
+"""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def train():
+    return load_script("train")
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    return load_script("gpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# train.py
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["--models", "tiny-xl"],
+    ["--models", ""],
+    ["--examples", "tiny-l=0"],
+    ["--examples", "tiny-l"],
+    ["--examples", "nope=3"],
+    ["--rounds", "0"],
+    ["--batch-size", "0"],
+    ["--max-length", "1"],
+    ["--threads", "0"],
+    ["--matmul-n", "512"],
+])
+def test_train_refuses_bad_arguments(train, argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_train_defaults_cover_both_settings(train):
+    args = train.parse_args([])
+    assert args.models == ["tiny-l", "smollm2-135m-lora"]
+    assert args.examples == {} and args.rounds >= 1 and args.output == train.LATEST
+    args = train.parse_args(["--models", "tiny-l", "--examples", "tiny-l=7,smollm2-135m-lora=3"])
+    assert args.models == ["tiny-l"] and args.examples == {"tiny-l": 7, "smollm2-135m-lora": 3}
+
+
+def test_matmul_peak_is_a_positive_rate(train):
+    peak = train.matmul_peak_flops(1024, repeats=1)
+    assert peak["flops"] > 0 and peak["cpu_per_wall"] > 0
+
+
+def test_count_parameters_counts_tied_weights_once(train, tiny_model):
+    total, trainable = train.count_parameters(tiny_model)
+    unique = {id(p): p for p in tiny_model.parameters()}
+    assert total == sum(p.numel() for p in unique.values()) == trainable
+    tiny_model.model.embed_tokens.weight.requires_grad_(False)
+    assert train.count_parameters(tiny_model)[1] == total - tiny_model.model.embed_tokens.weight.numel()
+
+
+def test_train_toy_run_prints_and_writes_consistent_json(train, tmp_path, monkeypatch, capsys):
+    """A toy setting (smoke-scale tiny-l, a few examples, one round): shape and internal consistency."""
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    torch_threads = torch.get_num_threads()
+    output = tmp_path / "train.json"
+    try:
+        record = train.main(["--models", "tiny-l", "--rounds", "1", "--examples", "tiny-l=4", "--batch-size", "2",
+                             "--matmul-n", "1024", "--threads", "1", "--quiet", "--output", str(output)])
+    finally:
+        torch.set_num_threads(torch_threads)
+    line = capsys.readouterr().out.strip()
+    assert json.loads(line) == record == json.loads(output.read_text())
+    assert record["benchmark"] == "train" and record["scale"] == "smoke" and record["threads"] == 1
+    assert {"platform", "cpu", "cpu_count"} <= set(record["machine"])
+    assert len(record["load_average"]["start"]) == 3 and record["torch"] == torch.__version__
+    assert isinstance(record["valid"], bool) and record["cpu_per_wall"] > 0
+    peak = record["matmul_peak"]
+    assert peak["gflops"] > 0 and len(peak["samples_gflops"]) == 1
+    tiny = record["models"]["tiny-l"]
+    assert not tiny["lora"] and tiny["examples"] == 4 and tiny["tokens_per_run"] > 4
+    assert tiny["num_parameters"] == tiny["trainable_parameters"] > 0
+    assert tiny["flops_per_token"] == 6 * tiny["num_parameters"]
+    for side in ("engine", "trainer"):
+        figures = tiny[side]
+        assert len(figures["wall_s"]) == 1 and figures["tokens_per_s"] > 0
+        wall = figures["wall_s"][0]  # rounded to 1 ms
+        assert math.isclose(figures["tokens_per_s"], tiny["tokens_per_run"] / wall, rel_tol=0.001 + 0.0006 / wall)
+        assert math.isclose(figures["achieved_gflops"], figures["tokens_per_s"] * tiny["flops_per_token"] / 1e9,
+                            rel_tol=1e-3, abs_tol=1e-3)
+        assert math.isclose(figures["fraction_of_peak"], figures["achieved_gflops"] / peak["gflops"],
+                            rel_tol=0.02, abs_tol=1e-4)
+    assert math.isclose(tiny["engine_over_trainer"], tiny["engine"]["tokens_per_s"] / tiny["trainer"]["tokens_per_s"],
+                        rel_tol=1e-2)
+    assert record["ratios"]["tiny-l engine/trainer"] == tiny["engine_over_trainer"]
+    assert set(record["meets_targets"]) == {"tiny-l engine >= 1.0x trainer", "tiny-l engine >= 50% of matmul peak"}
+
+
+def test_trainer_side_trains_the_same_objective(train, tiny_model, tiny_tokenizer):
+    """The plain Trainer script changes the weights (it really trains) on the examples it is given."""
+    from elasticity.data import Example
+
+    examples = [Example("the film is", " a delight."), Example("", "the quick brown fox.")] * 2
+    args = train.parse_args(["--batch-size", "2", "--max-length", "32", "--learning-rate", "1e-2"])
+    before = {n: p.detach().clone() for n, p in tiny_model.named_parameters()}
+    train.run_trainer(tiny_model, tiny_tokenizer, examples, args, lora=False)
+    changed = [n for n, p in tiny_model.named_parameters() if not torch.equal(before[n], p)]
+    assert changed == list(before)
+
+
+# --------------------------------------------------------------------------------------------------
+# gpu.py
+# --------------------------------------------------------------------------------------------------
+
+
+def test_gpu_arguments(gpu):
+    args = gpu.parse_args([])
+    assert args.family == "smollm2-135m" and args.precision == "bf16-autocast" and args.output == gpu.LATEST
+    dry = gpu.parse_args(["--dry-run"])
+    assert dry.family == "tiny" and dry.precision == "fp32" and dry.output is None
+    for argv in (["--dry-run", "--precision", "bf16-autocast"], ["--no-write", "--output", "x.json"],
+                 ["--precision", "fp16"]):
+        with pytest.raises(SystemExit) as exit_info:
+            gpu.parse_args(argv)
+        assert exit_info.value.code == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_gpu_exits_with_a_message_without_cuda():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--no-write"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "needs a CUDA GPU" in done.stderr and "--dry-run" in done.stderr
+    assert done.stdout == ""
+
+
+def test_nominal_peak_matches_card_names(gpu):
+    assert gpu.nominal_peak("NVIDIA H100 80GB HBM3") == ("H100 80GB HBM3", 989.4e12)
+    assert gpu.nominal_peak("NVIDIA H100 PCIe")[1] == 756.0e12
+    assert gpu.nominal_peak("NVIDIA H200")[1] == 989.4e12
+    assert gpu.nominal_peak("NVIDIA A100-SXM4-80GB")[1] == 312.0e12
+    assert gpu.nominal_peak("Some Other Card") == (None, None)
+
+
+def test_flop_counter_charges_forward_training_and_lora(gpu, tiny_model):
+    from elasticity import models
+
+    counter = gpu.FlopCounter()
+    counter.attach(tiny_model)
+    n = sum(p.numel() for p in {id(p): p for p in tiny_model.parameters()}.values())
+    ids = torch.ones((2, 5), dtype=torch.long)
+    with torch.no_grad():
+        tiny_model(input_ids=ids)
+    assert counter.tokens["forward"] == 10 and counter.flops == 2 * n * 10
+    tiny_model(input_ids=ids)  # grad enabled, every weight trains: forward + backward
+    assert counter.tokens["train_full"] == 10 and counter.flops == (2 + 6) * n * 10
+    peft_model = models.add_lora(tiny_model, r=2)  # the hook sits on the wrapped model, still called
+    peft_model(input_ids=ids[:1])
+    assert counter.tokens["train_partial"] == 5 and counter.flops == (2 + 6) * n * 10 + 4 * n * 5
+
+
+@pytest.mark.slow
+def test_gpu_dry_run_on_cpu(gpu, tmp_path, monkeypatch, capsys):
+    """The whole script on a CPU: the smoke-scale rebound sweep of the tiny family, FLOPs counted."""
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path / "usual-cache"))
+    output = tmp_path / "gpu.json"
+    record = gpu.main(["--dry-run", "--output", str(output)])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == record == json.loads(output.read_text())
+    assert record["dry_run"] and record["scale"] == "smoke" and record["family"] == "tiny"
+    assert record["sweep"]["curve_rows"] > 0 and record["sweep_s"] > 0
+    assert record["tokens"]["train_full"] > 0 and record["tokens"]["forward"] > 0
+    assert record["counted_tflop"] > 0 and record["fraction_of_measured_peak"] > 0
+    assert record["meets_targets"] == {} and record["nominal_bf16_peak_tflops"] is None
