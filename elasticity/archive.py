@@ -54,6 +54,7 @@ from elasticity.config import UserError
 
 MAGIC = b"ELZ\x01"
 FORMAT_VERSION = 1
+_REQUIRED = ("model_sha256", "num_tokens", "num_bytes", "window_tokens", "vocab_size", "bos", "threads", "crc32")
 FRAMING_BYTES = len(MAGIC) + 4 + 8 + 4 + 4  # magic, three length fields, trailing crc32
 
 
@@ -274,8 +275,12 @@ def read_header(blob: bytes) -> tuple[dict, bytes, bytes]:
             raise ValueError("lengths")
     except (ValueError, struct.error) as error:
         raise UserError(f"corrupt archive ({error})") from None
-    if header.get("format") != FORMAT_VERSION:
-        raise UserError(f"archive format {header.get('format')!r} is not supported (this is {FORMAT_VERSION})")
+    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise UserError(f"archive format {found!r} is not supported (this is {FORMAT_VERSION})")
+    missing = [k for k in _REQUIRED if k not in header]
+    if missing:
+        raise UserError(f"corrupt archive (header lacks {', '.join(missing)})")
     return header, code, patch
 
 

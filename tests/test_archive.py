@@ -2,6 +2,8 @@
 
 import json
 import math
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -128,19 +130,33 @@ def test_corrupt_or_truncated_archives_are_refused(files, damage):
     assert not list(files.glob(".out.txt*"))  # no temporary leftovers either
 
 
-def test_a_different_model_is_refused(files):
-    blob = _archive(files)
-    header, code, patch = archive.read_header(blob)
-    header["family"] = "other"  # re-frame the same code under a header that names another model
+def _reframe(header: dict, code: bytes, patch: bytes) -> bytes:
+    """An archive with a valid checksum around the given (possibly doctored) header."""
     head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    import struct
-    import zlib
-
     body = (archive.MAGIC + struct.pack(">I", len(head)) + head + struct.pack(">Q", len(code)) + code
             + struct.pack(">I", len(patch)) + patch)
-    (files / "other.elz").write_bytes(body + struct.pack(">I", zlib.crc32(body)))
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_a_different_model_is_refused(files):
+    header, code, patch = archive.read_header(_archive(files))
+    header["family"] = "other"  # re-frame the same code under a header that names another model
+    (files / "other.elz").write_bytes(_reframe(header, code, patch))
     with pytest.raises(UserError, match="hash mismatch"):
         archive.decompress_file(files / "other.elz", files / "out.txt")
+    assert not (files / "out.txt").exists()
+
+
+def test_doctored_headers_and_codes_are_refused(files):
+    header, code, patch = archive.read_header(_archive(files))
+    del header["crc32"]
+    with pytest.raises(UserError, match="lacks crc32"):
+        archive.read_header(_reframe(header, code, patch))
+    header, code, patch = archive.read_header(_archive(files))
+    bad = bytes(b ^ 0x5A for b in code)  # a different code under a valid checksum: decodes to other text
+    (files / "code.elz").write_bytes(_reframe(header, bad, patch))
+    with pytest.raises(UserError, match="checksum|corrupt"):
+        archive.decompress_file(files / "code.elz", files / "out.txt")
     assert not (files / "out.txt").exists()
 
 
