@@ -180,6 +180,17 @@ def test_datasets_are_disjoint_and_nested():
     assert measured.perturbation_size(0.05, 36) == 2 and measured.perturbation_size(0.001, 36) == 1
 
 
+def test_joint_runs_see_the_same_base_sequence():
+    base = [f"b{i}" for i in range(50)]
+    extra = [f"t{j}" for j in range(10)]
+    small, large = measured.interleave(base, extra[:3], seed=4), measured.interleave(base, extra, seed=4)
+    assert [t for t in small if t.startswith("b")] == base == [t for t in large if t.startswith("b")]
+    assert small == [t for t in large if t not in extra[3:]]
+    assert sorted(large) == sorted(base + extra) and large != base + extra
+    assert measured.shuffled(base, 1) == measured.shuffled(base, 1) != measured.shuffled(base, 2)
+    assert sorted(measured.shuffled(base, 1)) == sorted(base)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The smoke preset end to end.
 # ---------------------------------------------------------------------------------------------------------

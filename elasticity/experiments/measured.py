@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -21,6 +22,7 @@ from elasticity import (
     finetune,
     models,
     paper,
+    paths,
     plotting,
     pretrain,
     results,
@@ -165,14 +167,15 @@ def config(**overrides) -> Config:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _texts(part: str, split: str, seed: int) -> list[str]:
+@functools.lru_cache(maxsize=64)
+def _texts(part: str, split: str, seed: int) -> tuple[str, ...]:
     name, label = PARTS[part]
-    return [e.text for e in data.examples(name, split, seed=seed, label=label)]
+    return tuple(e.text for e in data.examples(name, split, seed=seed, label=label))
 
 
 def pretraining_texts(part_size: int) -> dict[str, list[str]]:
     """D_1, D_2, D_3: the first `part_size` training texts of each part, in the DATA_SEED order."""
-    return {part: _take(_texts(part, "train", DATA_SEED), part_size, part) for part in PARTS}
+    return {part: _take(list(_texts(part, "train", DATA_SEED)), part_size, part) for part in PARTS}
 
 
 def heldout_texts(eval_size: int) -> dict[str, list[str]]:
@@ -180,8 +183,8 @@ def heldout_texts(eval_size: int) -> dict[str, list[str]]:
 
     D_a's held-out texts are eval texts of D_2's distribution that are not among D_2's held-out texts.
     """
-    out = {part: _take(_texts(part, "eval", DATA_SEED), eval_size, part) for part in PARTS}
-    positives = _texts(ALIGNMENT_PART, "eval", DATA_SEED)
+    out = {part: _take(list(_texts(part, "eval", DATA_SEED)), eval_size, part) for part in PARTS}
+    positives = list(_texts(ALIGNMENT_PART, "eval", DATA_SEED))
     out["D_a"] = _take(positives[eval_size:], eval_size, "D_a (held-out)")
     return out
 
@@ -313,7 +316,13 @@ def interleave(base: list[str], extra: list[str], seed: int) -> list[str]:
 
 
 def _pretrained_dir(unit: _Pretrain) -> Path:
-    return results.artifact_dir(f"{NAME}-pretrain", unit, _build_pretrained)
+    return _pretrained_dir_in(unit, paths.cache_dir())
+
+
+@functools.lru_cache(maxsize=8)
+def _pretrained_dir_in(unit: _Pretrain, cache: Path) -> Path:
+    # Memoized per process and cache directory: the artifact's key hashes the package source, which is slow.
+    return results.artifact_dir(f"{NAME}-pretrain", unit, _build_pretrained, cache=cache)
 
 
 def _load_pretrained(unit: _Pretrain):
