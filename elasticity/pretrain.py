@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import functools
+import hashlib
 import json
 import math
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,7 +171,7 @@ def _build_tokenizer(cfg: TokenizerConfig, directory: Path) -> None:
 
 def tokenizer_dir(cfg: TokenizerConfig) -> Path:
     """The directory of the trained tokenizer (trained and cached on first use)."""
-    return results.artifact_dir("tiny-tokenizer", cfg, _build_tokenizer)
+    return _artifact("tiny-tokenizer", cfg, _build_tokenizer)
 
 
 def load_tokenizer(cfg: TokenizerConfig):
@@ -175,6 +179,77 @@ def load_tokenizer(cfg: TokenizerConfig):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tokenizer_dir(cfg))
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache keys.
+#
+# A tiny tokenizer or checkpoint depends on its config, on the code of this module, on the text of the
+# corpus it is trained on and on the versions of torch, transformers and tokenizers. It is keyed by exactly
+# these. It is deliberately NOT keyed by `results.code_fingerprint`, which follows every imported
+# `elasticity` module: an edit of how results are cached or of how a sentiment dataset is listed would
+# otherwise throw away minutes of pre-training, although the models would come out the same. A change of
+# the corpus text, by contrast, changes the key even when no code changed.
+# --------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def corpus_digest(num_documents: int | None) -> str:
+    """SHA-256 (16 hex digits) of the training documents a tokenizer or model of this config sees."""
+    digest = hashlib.sha256()
+    for document in _corpus(num_documents):
+        digest.update(document.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _code_digest() -> str:
+    versions = [_version(name) for name in ("torch", "transformers", "tokenizers")]
+    payload = Path(__file__).read_bytes() + json.dumps(versions).encode()
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _version(package: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def artifact_key(cfg: TokenizerConfig | PretrainConfig) -> str:
+    """The cache key of a tokenizer or pre-training config: config hash, then code + corpus hash."""
+    tokenizer = cfg if isinstance(cfg, TokenizerConfig) else cfg.tokenizer
+    content = hashlib.sha256((_code_digest() + corpus_digest(tokenizer.num_documents)).encode()).hexdigest()
+    return f"{results.config_key(cfg)}-{content[:16]}"
+
+
+def _artifact(kind: str, cfg, build: Callable[[object, Path], None]) -> Path:
+    """A directory built once per key (`artifact_key`), atomically, by one process at a time.
+
+    `build(cfg, directory)` fills a fresh temporary directory, renamed into place when it returns (with
+    `provenance.json` and a `DONE` marker), so an interrupted build leaves nothing that looks finished. A
+    second process asking for the same key meanwhile waits on a file lock and then finds the result.
+    """
+    target = paths.cache_dir() / "results" / kind / artifact_key(cfg)
+    if (target / "DONE").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "DONE").is_file():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            try:
+                start = time.perf_counter()
+                build(cfg, tmp)
+                record = results.provenance(cfg, time.perf_counter() - start, target.name)
+                (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
+                (tmp / "DONE").touch()
+                shutil.rmtree(target, ignore_errors=True)
+                os.rename(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 # --------------------------------------------------------------------------------------------------
@@ -252,9 +327,8 @@ def budget_dirname(budget_tokens: int) -> str:
 
 
 def _partial_dir(cfg: PretrainConfig) -> Path:
-    # Same key as the finished artifact (config + code), so a state is never resumed by other code.
-    key = f"{results.config_key(cfg)}-{results.code_fingerprint(_build)}"
-    return paths.cache_dir() / "partial" / "tiny-pretrain" / key
+    # Same key as the finished artifact, so a state is never resumed by other code or on another corpus.
+    return paths.cache_dir() / "partial" / "tiny-pretrain" / artifact_key(cfg)
 
 
 def save_quietly(model, tokenizer, directory: Path) -> None:
@@ -370,10 +444,6 @@ def _train(cfg: PretrainConfig, directory: Path, *, progress: bool = True,
     (directory / "pretrain.json").write_text(json.dumps(record))
 
 
-def _build(cfg: PretrainConfig, directory: Path) -> None:
-    _train(cfg, directory)
-
-
 def pretrain(size: str, *, progress: bool = True, cfg: PretrainConfig | None = None,
              on_step: Callable[[int, float], None] | None = None) -> Path:
     """Pre-train one tiny size with all its budget checkpoints (cached, resumable); return its directory.
@@ -393,17 +463,8 @@ def pretrain(size: str, *, progress: bool = True, cfg: PretrainConfig | None = N
     def build(c: PretrainConfig, directory: Path) -> None:
         _train(c, directory, progress=progress, on_step=on_step)
 
-    partial = _partial_dir(cfg)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    # One process trains a size at a time: a second one (another chapter, another test) waits here and then
-    # finds the finished artifact instead of training the same model into the same partial state.
-    with open(partial.parent / f"{partial.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            target = results.artifact_dir("tiny-pretrain", cfg, build)
-            shutil.rmtree(partial, ignore_errors=True)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    target = _artifact("tiny-pretrain", cfg, build)
+    shutil.rmtree(_partial_dir(cfg), ignore_errors=True)
     return target
 
 
