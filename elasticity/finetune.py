@@ -229,20 +229,23 @@ def load_checkpoint(path: Path | str, *, device: str = "cpu"):
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"no checkpoint at {path}")
-    dtype = torch.float32 if device == "cpu" else "auto"
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if (path / "adapter_config.json").is_file():
-        from peft import PeftModel
+    from elasticity.models import quiet_progress
 
-        reference = json.loads((path / "base.json").read_text())
-        source = path / "base" if reference["source"] == "base" else reference["source"]
-        base = AutoModelForCausalLM.from_pretrained(source, revision=reference["revision"], dtype=dtype)
-        base.elasticity_revision = reference["revision"]
-        model = PeftModel.from_pretrained(base.to(device), path, is_trainable=True)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    dtype = torch.float32 if device == "cpu" else "auto"
+    with quiet_progress():
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if (path / "adapter_config.json").is_file():
+            from peft import PeftModel
+
+            reference = json.loads((path / "base.json").read_text())
+            source = path / "base" if reference["source"] == "base" else reference["source"]
+            base = AutoModelForCausalLM.from_pretrained(source, revision=reference["revision"], dtype=dtype)
+            base.elasticity_revision = reference["revision"]
+            model = PeftModel.from_pretrained(base.to(device), path, is_trainable=True)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
     return model, tokenizer
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import os
@@ -324,6 +325,20 @@ def add_lora(model, fam: Family | None = None, *, r: int = 8, alpha: int | None 
     return get_peft_model(model, lora)
 
 
+@contextlib.contextmanager
+def quiet_progress():
+    """Hide the libraries' per-file progress bars ("Loading weights") while loading or saving."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load(family_name: str | Family = "tiny", *, size: str | None = None, budget_tokens: int | None = None,
          device: str = "cpu", lora: bool = False, lora_r: int = 8):
     """Load a model of a family with its tokenizer: a fresh trainable copy on every call.
@@ -370,8 +385,9 @@ def load(family_name: str | Family = "tiny", *, size: str | None = None, budget_
         require_weights(checkpoint)
         source, revision = checkpoint.id, checkpoint.revision
         kwargs = {"device_map": device} if device.startswith("cuda") else {}
-    model = AutoModelForCausalLM.from_pretrained(source, revision=revision, dtype=dtype, **kwargs)
-    tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(source, revision=revision))
+    with quiet_progress():
+        model = AutoModelForCausalLM.from_pretrained(source, revision=revision, dtype=dtype, **kwargs)
+        tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(source, revision=revision))
     if "device_map" not in kwargs:
         model.to(device)
     if model.generation_config.pad_token_id is None:
@@ -419,6 +435,7 @@ def tiny_table() -> pd.DataFrame:
     rows = []
     for size in sizes("tiny"):
         cfg = pretrain.preset(size)
+        pretrain.pretrain(size, progress=False)  # builds it if not cached, without a progress bar
         record = pretrain.record(size)
         rows.append({"size": size, "hidden_size": cfg.hidden_size, "num_layers": cfg.num_layers,
                      "num_heads": cfg.num_heads, "num_parameters": record["num_parameters"],
