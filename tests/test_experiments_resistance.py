@@ -136,7 +136,8 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     runs = result["runs"]
     expected = len(cfg.datasets) * len(cfg.seeds) * len(cfg.checkpoint_pairs) * 2
     assert len(runs) == expected
-    numeric = runs[["final_loss_nats", "target_floor_nats", "kl_before_nats", "kl_after_nats"]].to_numpy()
+    numeric = runs[["final_loss_nats", "heldout_loss_nats", "target_floor_nats", "kl_before_nats",
+                    "kl_after_nats"]].to_numpy()
     assert np.isfinite(numeric).all()
     assert (runs["final_loss_nats"] > 0).all()
     assert (runs[["kl_before_nats", "kl_after_nats"]].to_numpy() >= -1e-6).all()

@@ -51,7 +51,8 @@ class Config:
 
     From the pre-trained model theta_0 of `family`, one epoch of SFT on `num_sft` examples of each dataset
     saves `num_checkpoints` checkpoints theta_1..theta_n at equal fractions of the epoch. Each checkpoint
-    answers the same `num_samples` held-out prompts: dataset D_k. For each pair (k, l), forward alignment
+    answers the same `num_samples` held-out prompts: dataset D_k (and `num_eval` further held-out prompts,
+    never trained on, on which losses and KLs are evaluated). For each pair (k, l), forward alignment
     trains theta_k on D_l and inverse alignment trains theta_l on D_k, both for `steps` optimizer steps
     with the same learning rate, batch size and data size. Everything is repeated for each seed.
     """
@@ -63,7 +64,8 @@ class Config:
     pairs: tuple[tuple[int, int], ...] | None = None  # (k, l), 1 <= k < l <= n; None: default_pairs(n)
     num_sft: int = 256  # examples in the SFT epoch that makes the checkpoints
     sft_learning_rate: float = 1e-3  # learning rate of that SFT
-    num_samples: int = 64  # held-out prompts answered by each checkpoint: |D_k|
+    num_samples: int = 64  # held-out prompts answered by each checkpoint: |D_k|, the training data
+    num_eval: int = 32  # further held-out prompts each checkpoint answers, for evaluation only
     max_new_tokens: int = 24  # length of each generated response, tokens
     steps: int = 16  # optimizer steps of each forward and inverse fine-tune
     learning_rate: float = 5e-4  # learning rate of the forward and inverse fine-tunes
@@ -98,7 +100,8 @@ class Config:
                 )
         if self.pairs is not None and (not self.pairs or len(set(self.pairs)) != len(self.pairs)):
             raise UserError(f"pairs {self.pairs!r} is empty or repeats a pair")
-        for name in ("num_sft", "num_samples", "max_new_tokens", "steps", "batch_size", "max_length"):
+        for name in ("num_sft", "num_samples", "num_eval", "max_new_tokens", "steps", "batch_size",
+                     "max_length"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} = {getattr(self, name)}; must be at least 1")
         if self.num_sft < self.num_checkpoints:
@@ -127,7 +130,7 @@ class Config:
 
 PRESETS = {
     "default": Config(),
-    "smoke": Config(datasets=("rotten-tomatoes",), num_sft=24, num_samples=8, max_new_tokens=8, steps=2,
+    "smoke": Config(datasets=("rotten-tomatoes",), num_sft=24, num_samples=8, num_eval=8, max_new_tokens=8, steps=2,
                     batch_size=4, max_length=32, seeds=(0, 1)),
 }
 
@@ -147,8 +150,9 @@ def config(**overrides) -> Config:
 # ---------------------------------------------------------------------------------------------------------
 # Cached units. An interrupted run resumes at the first unit not yet cached.
 #   1. `_Sft`: one epoch of SFT of theta_0 on one dataset and seed: checkpoints theta_1..theta_n (files).
-#   2. `_Samples`: the held-out prompts and each checkpoint's responses D_1..D_n, with the loss of each D_k
-#      under its own generating checkpoint (the floor that normalises Table 1's cells).
+#   2. `_Samples`: the held-out prompts and each checkpoint's responses D_1..D_n (training part and
+#      evaluation part), with the loss of each evaluation part under its own generating checkpoint (the
+#      floor that normalises Table 1's cells).
 #   3. `_Align`: one forward or inverse fine-tune on one pair, its final loss and the KL to the target.
 # ---------------------------------------------------------------------------------------------------------
 
@@ -172,6 +176,7 @@ class _Sft:
 class _Samples:
     sft: _Sft
     num_samples: int
+    num_eval: int
     max_new_tokens: int
 
 
@@ -245,7 +250,8 @@ def _examples(prompts: list[str], responses: list[str]) -> list[data.Example]:
 
 def _compute_samples(unit: _Samples) -> dict:
     sft = unit.sft
-    prompts = heldout_prompts(sft.dataset, unit.num_samples, sft.seed)
+    # Nested prompts: the first num_samples are trained on, the next num_eval only evaluated on.
+    prompts = heldout_prompts(sft.dataset, unit.num_samples + unit.num_eval, sft.seed)
     responses, floor = [], []
     for k in range(1, sft.num_checkpoints + 1):
         model, tokenizer = _load_checkpoint(sft, k)
@@ -253,7 +259,7 @@ def _compute_samples(unit: _Samples) -> dict:
         texts = generate.generate(model, tokenizer, prompts, max_new_tokens=unit.max_new_tokens,
                                   seed=sft.seed, batch_size=32, progress=False)
         responses.append(texts)
-        own = _examples(prompts, texts)
+        own = _examples(prompts, texts)[unit.num_samples:]
         floor.append(finetune.mean_loss(model, tokenizer, own, max_length=sft.max_length))
         del model
     return {"prompts": prompts, "responses": responses, "floor_loss_nats": floor}
@@ -268,14 +274,15 @@ def _compute_align(unit: _Align) -> dict:
     early, late = unit.pair
     start, target = (early, late) if unit.direction == "forward" else (late, early)
     samples = _samples(unit.samples)
-    train = _examples(samples["prompts"], samples["responses"][target - 1])
+    target_data = _examples(samples["prompts"], samples["responses"][target - 1])
+    train, held_out = target_data[: unit.samples.num_samples], target_data[unit.samples.num_samples :]
 
     model, tokenizer = _load_checkpoint(sft, start)
     reference, _ = _load_checkpoint(sft, target)
     reference.eval()
     model.eval()
-    # KL(target checkpoint || model) over the response tokens of the target data, nats per token.
-    kl_before = scoring.kl_divergence(reference, model, tokenizer, train, max_length=sft.max_length)
+    # KL(target checkpoint || model) over the response tokens of the target's held-out answers, nats/token.
+    kl_before = scoring.kl_divergence(reference, model, tokenizer, held_out, max_length=sft.max_length)
 
     # Same number of optimizer steps in both directions: epochs is chosen so that `steps` batches are drawn.
     batches_per_epoch = math.ceil(len(train) / sft.batch_size)
@@ -285,9 +292,13 @@ def _compute_align(unit: _Align) -> dict:
     out = finetune.finetune(model, tokenizer, train, ft, progress=False)
     trained = out.model
     trained.eval()
-    kl_after = scoring.kl_divergence(reference, trained, tokenizer, train, max_length=sft.max_length)
+    kl_after = scoring.kl_divergence(reference, trained, tokenizer, held_out, max_length=sft.max_length)
+    # The trained model's loss on the target's held-out answers, evaluated as the floor is (same examples,
+    # EOS included). Unlike the final training loss it cannot be lowered by memorising the training set.
+    heldout_loss = finetune.mean_loss(trained, tokenizer, held_out, max_length=sft.max_length)
     return {
         "final_loss_nats": float(out.final_loss),
+        "heldout_loss_nats": float(heldout_loss),
         "losses": [float(x) for x in out.losses],
         "steps": len(out.losses),
         "kl_before_nats": float(kl_before),
@@ -310,10 +321,12 @@ def run(cfg: Config) -> dict:
 
     Returns:
         A dict of tidy DataFrames:
-        `runs`: one row per (dataset, seed, pair, direction): final training loss (nats/token), the loss
-            of the target data under its own generating checkpoint (`target_floor_nats`), their difference
-            (`excess_loss_nats`), the KL (nats/token) from the target checkpoint to the trained model
-            before and after training and its change (`kl_change_nats` = before - after).
+        `runs`: one row per (dataset, seed, pair, direction): final training loss (nats/token, the
+            paper's Table 1 quantity: mean over the last 10% of steps); on the target checkpoint's answers
+            to the `num_eval` evaluation prompts: the trained model's loss (`heldout_loss_nats`), the
+            target checkpoint's own loss (`target_floor_nats`), the excess (`heldout_loss_nats -
+            target_floor_nats`), the KL (nats/token) from the target checkpoint to the model before and
+            after training, and its change (`kl_change_nats` = before - after).
         `curves`: the per-step training loss of every fine-tune.
         `cells`: one row per (dataset, model, pair, metric): forward and inverse means and standard
             deviations over seeds, the paired difference and whether the paper's ordering holds beyond
@@ -323,7 +336,7 @@ def run(cfg: Config) -> dict:
     """
     sfts = [_sft_unit(cfg, d, s) for d in cfg.datasets for s in cfg.seeds]
     units = [
-        _Align(_Samples(sft, cfg.num_samples, cfg.max_new_tokens), pair, direction, cfg.steps,
+        _Align(_Samples(sft, cfg.num_samples, cfg.num_eval, cfg.max_new_tokens), pair, direction, cfg.steps,
                cfg.learning_rate)
         for sft in sfts for pair in cfg.checkpoint_pairs for direction in ("forward", "inverse")
     ]
@@ -333,11 +346,12 @@ def run(cfg: Config) -> dict:
         sft = unit.samples.sft
         key = {"dataset": sft.dataset, "model": cfg.model, "seed": sft.seed, "k": unit.pair[0],
                "l": unit.pair[1], "pair": pair_label(unit.pair), "direction": unit.direction}
-        rows.append({**key, **{n: out[n] for n in ("final_loss_nats", "target_floor_nats", "kl_before_nats",
-                                                     "kl_after_nats", "steps")}})
+        names = ("final_loss_nats", "heldout_loss_nats", "target_floor_nats", "kl_before_nats", "kl_after_nats",
+                 "steps")
+        rows.append({**key, **{n: out[n] for n in names}})
         curves.extend({**key, "step": i + 1, "loss_nats": x} for i, x in enumerate(out["losses"]))
     runs = pd.DataFrame(rows)
-    runs["excess_loss_nats"] = runs["final_loss_nats"] - runs["target_floor_nats"]
+    runs["excess_loss_nats"] = runs["heldout_loss_nats"] - runs["target_floor_nats"]
     runs["kl_change_nats"] = runs["kl_before_nats"] - runs["kl_after_nats"]
     cells = summarize(runs)
     return {
@@ -346,7 +360,7 @@ def run(cfg: Config) -> dict:
         "cells": cells,
         "table1": layout(cells, "final_loss_nats"),
         "paper_table1": paper_layout(),
-        "paper_table2": paper.table2_kl_change(),
+        "paper_table2": paper_table2(),
         "verdicts": verdicts.to_frame(judge(cells, num_seeds=len(cfg.seeds))),
     }
 
@@ -365,7 +379,7 @@ def load_or_run(cfg: Config) -> dict:
 # for forward alignment (Table 2, "forward > inverse").
 METRICS = {
     "final_loss_nats": "inverse < forward",  # Table 1: final training loss
-    "excess_loss_nats": "inverse < forward",  # Table 1 less the target data's loss under its own checkpoint
+    "excess_loss_nats": "inverse < forward",  # held-out target loss less its loss under its own checkpoint
     "kl_after_nats": "inverse < forward",  # KL from the target checkpoint left after training
     "kl_change_nats": "forward > inverse",  # Table 2: change of that KL, before - after
 }
@@ -422,6 +436,13 @@ def paper_layout() -> pd.DataFrame:
     table = table.reindex(pd.MultiIndex.from_product([paper.RESISTANCE_DATASETS, paper.RESISTANCE_MODELS],
                                                      names=["dataset", "model"]))
     return table.fillna("n/a").reset_index().rename_axis(columns=None)
+
+
+def paper_table2() -> pd.DataFrame:
+    """The paper's Table 2 cells that were transcribed, with the pair written as in our tables."""
+    table = paper.table2_kl_change()
+    table["pair"] = [f"θ{k}/θ{late}" for k, late in table["pair"]]
+    return table
 
 
 def judge(cells: pd.DataFrame, *, num_seeds: int) -> list[verdicts.Verdict]:
