@@ -17,7 +17,7 @@ CHAPTER = "model_size"
 class Config(rebound.Protocol):
     """The rebound protocol (see `rebound.Protocol`) on one task, for each model size of a family."""
 
-    positive_sizes: tuple[int, ...] = (100, 1000)  # positive SFT examples (paper: 1k ... 10k)
+    positive_sizes: tuple[int, ...] = (50, 500)  # positive SFT examples (paper: 1k ... 10k)
     task: str = "sentiment"  # key of data.TASKS (paper: IMDb)
     sizes: tuple[str, ...] | None = None  # keys of models.sizes(family), smallest first; None: all of them
 
@@ -37,7 +37,7 @@ class Config(rebound.Protocol):
 
 
 PRESETS = {
-    # The paper's sizes divided by 10 (as in the rebound chapter); two positive sizes, the ends of its grid.
+    # The paper's sizes divided by 20 (as in the rebound chapter); two positive sizes, the ends of its grid.
     "default": Config(),
     "smoke": Config(positive_sizes=(8,), negative_sizes=(4, 8, 16), initial_negative=8, num_prompts=4,
                     max_new_tokens=6, kl_texts=4, batch_size=4, max_length=32, seeds=(0, 1)),

@@ -20,10 +20,11 @@ CHAPTER = "pretraining_volume"
 class Config(rebound.Protocol):
     """The rebound protocol (see `rebound.Protocol`) on one task, for pre-training checkpoints of one model."""
 
-    positive_sizes: tuple[int, ...] = (100, 1000)  # positive SFT examples (paper: 1k ... 10k)
+    positive_sizes: tuple[int, ...] = (50, 500)  # positive SFT examples (paper: 1k ... 10k)
     task: str = "sentiment"  # key of data.TASKS (paper: IMDb)
     size: str | None = None  # key of models.sizes(family); None: the family's default size
-    budgets: tuple[int, ...] | None = None  # pre-training tokens of the checkpoints; None: models.budgets(family)
+    budgets: tuple[int, ...] | None = None  # pre-training tokens of the checkpoints; None: see max_budgets
+    max_budgets: int = 3  # with budgets None: this many of models.budgets(family), smallest and largest included
     threshold_fraction: float = 0.25  # "barely moves": initial drop at the smallest budget <= this x the largest's
 
     def __post_init__(self) -> None:
@@ -38,17 +39,26 @@ class Config(rebound.Protocol):
             for budget in self.budgets:
                 elasticity.config.choice(f"token budget of family {self.family!r}", budget,
                                          models.budgets(self.family))
+        if self.max_budgets < 2:
+            raise UserError(f"max_budgets = {self.max_budgets}; needs at least 2 budgets to compare")
         if not 0 < self.threshold_fraction < 1:
             raise UserError(f"threshold_fraction = {self.threshold_fraction}; must be in (0, 1)")
 
     @property
     def token_budgets(self) -> tuple[int, ...]:
-        """The budgets swept, smallest first."""
-        return tuple(sorted(self.budgets or models.budgets(self.family)))
+        """The budgets swept, smallest first: `budgets`, or `max_budgets` of the family's spread evenly
+        over its list (which is geometric for the tiny family), the smallest and the largest included."""
+        if self.budgets is not None:
+            return tuple(sorted(self.budgets))
+        available = sorted(models.budgets(self.family))
+        if len(available) <= self.max_budgets:
+            return tuple(available)
+        picks = np.linspace(0, len(available) - 1, self.max_budgets).round().astype(int)
+        return tuple(available[i] for i in sorted(set(picks)))
 
 
 PRESETS = {
-    # The paper's sizes divided by 10 (as in the rebound chapter); two positive sizes, the ends of its grid.
+    # The paper's sizes divided by 20 (as in the rebound chapter); two positive sizes, the ends of its grid.
     "default": Config(),
     "smoke": Config(positive_sizes=(8,), negative_sizes=(4, 8, 16), initial_negative=8, num_prompts=4,
                     max_new_tokens=6, kl_texts=4, batch_size=4, max_length=32, seeds=(0, 1)),

@@ -59,14 +59,14 @@ class Protocol:
     """
 
     family: str = "tiny"  # key of models.FAMILIES
-    positive_sizes: tuple[int, ...] = (100, 200, 500, 1000)  # positive SFT examples (paper: 1k, 2k, 5k, 10k)
-    negative_sizes: tuple[int, ...] = (10, 20, 50, 100, 200)  # negative examples (paper: 100 ... 2,000)
-    initial_negative: int = 20  # the "first negative examples": the initial slope runs from 0 to here
-    num_prompts: int = 64  # held-out prompts answered at each evaluation
+    positive_sizes: tuple[int, ...] = (50, 100, 250, 500)  # positive SFT examples (paper: 1k, 2k, 5k, 10k)
+    negative_sizes: tuple[int, ...] = (5, 10, 25, 50, 100)  # negative examples (paper: 100 ... 2,000)
+    initial_negative: int = 10  # the "first negative examples": the initial slope runs from 0 to here
+    num_prompts: int = 48  # held-out prompts answered at each evaluation
     max_new_tokens: int = 24  # tokens generated per prompt
-    kl_texts: int = 64  # held-out task examples on which the KL to the base model is measured
-    learning_rate: float = 5e-4  # learning rate of the positive and negative SFT (constant)
-    batch_size: int = 10  # examples per optimizer step; divides every negative size
+    kl_texts: int = 32  # held-out task examples on which the KL to the base model is measured
+    learning_rate: float = 2e-3  # learning rate of the positive and negative SFT (constant)
+    batch_size: int = 5  # examples per optimizer step; divides every negative size
     max_length: int = 64  # tokens per training example (prompt + response)
     lora: bool = False  # LoRA instead of full fine-tuning
     seeds: tuple[int, ...] = (0, 1, 2)  # one replicate (data order, fine-tunes, sampling) per seed
@@ -113,9 +113,9 @@ class Config(Protocol):
     tasks: tuple[str, ...] = OFFLINE_TASKS  # keys of data.TASKS
     size: str | None = None  # key of models.sizes(family); None: the family's default size
     dpo_task: str | None = "sentiment"  # task of the DPO ablation (paper: IMDb); None: no ablation
-    dpo_positive_sizes: tuple[int, ...] = (100, 1000)  # positive sizes the DPO ablation starts from
+    dpo_positive_sizes: tuple[int, ...] = (50, 500)  # positive sizes the DPO ablation starts from
     dpo_beta: float = 0.1  # DPO's beta (strength of the KL anchor to the reference model)
-    dpo_learning_rate: float = 5e-4  # learning rate of the DPO reverse step (constant)
+    dpo_learning_rate: float = 2e-3  # learning rate of the DPO reverse step (constant)
     kl_task: str = "safety"  # task of the KL-to-base table (paper: BeaverTails)
     kl_epsilon: float = 0.01  # KL threshold (nats/token) of the table's "negative examples to return"
     near_base_fraction: float = 0.25  # "converges near the base": |end - base| <= this x (start - base)
@@ -141,8 +141,8 @@ class Config(Protocol):
 
 
 PRESETS = {
-    # The paper's sizes divided by 10 (positive 1k..10k -> 100..1,000; negative 100..2,000 -> 10..200),
-    # which keeps every ratio: positive:negative, and the spacing of each grid.
+    # The paper's sizes divided by 20 (positive 1k..10k -> 50..500; negative 100..2,000 -> 5..100), which
+    # keeps every ratio (positive:negative, and the spacing of each grid) and fits the CPU time budget.
     "default": Config(),
     "smoke": Config(positive_sizes=(8, 16), negative_sizes=(4, 8, 16), initial_negative=8, num_prompts=4,
                     max_new_tokens=6, kl_texts=4, batch_size=4, max_length=32, seeds=(0, 1),
