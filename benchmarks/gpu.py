@@ -103,6 +103,18 @@ class FlopCounter:
         model.register_forward_pre_hook(hook, with_kwargs=True)
 
 
+def drop_gguf_quantizer(model) -> None:
+    """Forget the GGUF "quantizer" the float32 copy of SmolLM2 still carries (its config.json keeps
+    quantization_config with quant_method gguf): with it, trl's DPOTrainer (the rebound's DPO ablation)
+    refuses to train the model. No weight and no forward pass changes."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    if getattr(model, "is_quantized", False):
+        model.is_quantized = False
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+
+
 @contextlib.contextmanager
 def counting_loads(counter: FlopCounter):
     """Attach `counter` to every model `elasticity.models.load` returns while the context is open."""
@@ -112,6 +124,7 @@ def counting_loads(counter: FlopCounter):
 
     def load(*args, **kwargs):
         model, tokenizer = original(*args, **kwargs)
+        drop_gguf_quantizer(model.get_base_model() if hasattr(model, "get_base_model") else model)
         counter.attach(model.get_base_model() if hasattr(model, "get_base_model") else model)
         return model, tokenizer
 
@@ -149,6 +162,11 @@ def matmul_peak(device: str, dtype: torch.dtype, n: int, repeats: int = 10) -> f
 # --------------------------------------------------------------------------------------------------
 # The benchmark
 # --------------------------------------------------------------------------------------------------
+
+
+def sig(value: float, digits: int = 4) -> float:
+    """`value` rounded to `digits` significant digits (CPU dry runs give tiny TFLOP/s)."""
+    return float(f"{value:.{digits}g}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -253,14 +271,14 @@ def run(args) -> dict:
             "sweep_s": round(sweep_s, 1),
             "cpu_per_wall": round(cpu_s / sweep_s, 2),
             "tokens": counter.tokens,
-            "counted_tflop": round(counter.flops / 1e12, 3),
-            "achieved_tflops": round(achieved / 1e12, 4),
+            "counted_tflop": sig(counter.flops / 1e12),
+            "achieved_tflops": sig(achieved / 1e12),
             "measured_peak": {"dtype": str(peak_dtype).removeprefix("torch."),
-                              "n": 8192 if device == "cuda" else 1024, "tflops": round(peak / 1e12, 3)},
+                              "n": 8192 if device == "cuda" else 1024, "tflops": sig(peak / 1e12)},
             "nominal_bf16_peak_tflops": round(nominal / 1e12, 1) if nominal else None,
             "nominal_peak_matched": matched,
-            "fraction_of_measured_peak": round(achieved / peak, 4),
-            "fraction_of_nominal_peak": round(achieved / nominal, 4) if nominal else None,
+            "fraction_of_measured_peak": sig(achieved / peak),
+            "fraction_of_nominal_peak": sig(achieved / nominal) if nominal else None,
             "targets": TARGETS,
             "ratios_to_target": {"sweep": round(sweep_s / TARGETS["sweep_s"], 3)},
             "meets_targets": {"sweep <= 600 s": bool(sweep_s <= TARGETS["sweep_s"])} if device == "cuda" else {},

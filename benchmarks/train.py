@@ -88,7 +88,23 @@ def load_model(setting: Setting):
         model = LlamaForCausalLM(pretrain.llama_config(cfg, tokenizer))
         return model, tokenizer, f"tiny-{size} (hidden {cfg.hidden_size}, {cfg.num_layers} layers), random init"
     model, tokenizer = models.load("smollm2-135m")
+    drop_gguf_quantizer(model)
     return model, tokenizer, "smollm2-135m (SmolLM2-135M-Instruct, float32)"
+
+
+def drop_gguf_quantizer(model) -> None:
+    """Forget the GGUF "quantizer" a model converted from GGUF still carries (its weights are plain float32).
+
+    The cached float32 copy of SmolLM2 keeps `quantization_config` (quant_method gguf) in its config.json, so
+    transformers attaches a GgufHfQuantizer on load and `Trainer` refuses to train it ("quantized with GGUF");
+    the engine's loop does not look. Dropping it changes no weight and no forward pass.
+    """
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    if getattr(model, "is_quantized", False):
+        model.is_quantized = False  # an instance attribute, set at load
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
 
 
 def training_examples(n: int):
