@@ -31,11 +31,14 @@ def new_figure(
 ) -> tuple[Figure, object]:
     """A figure in the house style with `nrows x ncols` axes (`plt.subplots` semantics for the axes).
 
-    The style is applied to the global rcParams: `plt.rc_context` would also restore the backend on exit,
-    which stops Jupyter's inline backend from showing later figures.
+    The figure is not registered with pyplot, so Jupyter shows it exactly once: as a cell's value or through
+    `display(fig)`, never again by the inline backend at the end of the cell (a figure shown twice gives the
+    book a duplicate figure label). The style goes to the global rcParams because artists read them when
+    they are drawn.
     """
     plt.rcParams.update(_STYLE)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **kwargs)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(nrows, ncols, **kwargs)
     return fig, axes
 
 
