@@ -75,7 +75,8 @@ class Config:
     part_size: int = 1200  # examples in each of D_1, D_2, D_3; |D_p| = 3 part_size
     pretrain_epochs: float = 3.0  # epochs of pre-training on D_p (from scratch)
     pretrain_learning_rate: float = 2e-3  # learning rate of pre-training
-    learning_rate: float = 5e-4  # learning rate of alignment and perturbation
+    learning_rate: float = 5e-4  # learning rate of alignment (sequential) and of joint training
+    perturb_learning_rate: float = 5e-5  # learning rate of the sequential perturbation (one example per step)
     align_epochs: float = 2.0  # epochs over D_a (sequential)
     perturb_epochs: float = 1.0  # epochs over D_t (sequential) or over the union (joint)
     batch_size: int = 16  # examples per step of pre-training, alignment and joint training
@@ -107,7 +108,8 @@ class Config:
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise UserError(f"{name} = {getattr(self, name)!r}; expected a positive integer")
-        positive_floats = ("pretrain_epochs", "pretrain_learning_rate", "learning_rate", "align_epochs",
+        positive_floats = ("pretrain_epochs", "pretrain_learning_rate", "learning_rate", "perturb_learning_rate",
+                           "align_epochs",
                            "perturb_epochs", "fit_l_max")
         for name in positive_floats:
             if not getattr(self, name) > 0:
@@ -241,6 +243,7 @@ class _Unit:
     l_values: tuple[float, ...]
     seed: int
     learning_rate: float
+    perturb_learning_rate: float
     align_epochs: float
     perturb_epochs: float
     batch_size: int
@@ -258,8 +261,8 @@ def _pretrain_unit(cfg: Config) -> _Pretrain:
 
 def _unit(cfg: Config, alignment_size: int, seed: int) -> _Unit:
     return _Unit(_pretrain_unit(cfg), cfg.protocol, alignment_size, cfg.l_values, seed, cfg.learning_rate,
-                 cfg.align_epochs, cfg.perturb_epochs, cfg.batch_size, cfg.perturb_batch_size, cfg.eval_size,
-                 cfg.kl_size, cfg.normalization, cfg.depth)
+                 cfg.perturb_learning_rate, cfg.align_epochs, cfg.perturb_epochs, cfg.batch_size,
+                 cfg.perturb_batch_size, cfg.eval_size, cfg.kl_size, cfg.normalization, cfg.depth)
 
 
 def _build_pretrained(unit: _Pretrain, directory: Path) -> None:
@@ -376,9 +379,10 @@ def _kl(after, before, tokenizer, heldout: dict[str, list[str]], kl_size: int, m
     return out
 
 
-def _train(model, tokenizer, texts: list[str], *, epochs: float, batch_size: int, unit: _Unit):
-    ft = finetune.FinetuneConfig(learning_rate=unit.learning_rate, epochs=epochs, batch_size=batch_size,
-                                 max_length=unit.pretrain.max_length, seed=unit.seed)
+def _train(model, tokenizer, texts: list[str], *, epochs: float, batch_size: int, unit: _Unit,
+           learning_rate: float | None = None):
+    ft = finetune.FinetuneConfig(learning_rate=learning_rate or unit.learning_rate, epochs=epochs,
+                                 batch_size=batch_size, max_length=unit.pretrain.max_length, seed=unit.seed)
     return finetune.finetune(model, tokenizer, _plain(texts), ft, progress=False).model
 
 
@@ -425,7 +429,7 @@ def _compute_unit(unit: _Unit) -> dict:
         # `finetune` visits its first epoch in the order given at a constant learning rate, so that checkpoint
         # is exactly the model a perturbation with those n texts alone gives.
         fractions = sorted({n / largest for n in sizes.values()})
-        ft = finetune.FinetuneConfig(learning_rate=unit.learning_rate, epochs=1.0,
+        ft = finetune.FinetuneConfig(learning_rate=unit.perturb_learning_rate, epochs=1.0,
                                      batch_size=unit.perturb_batch_size, max_length=pre.max_length, seed=unit.seed,
                                      checkpoint_fractions=tuple(fractions))
         with tempfile.TemporaryDirectory() as tmp:
@@ -439,7 +443,8 @@ def _compute_unit(unit: _Unit) -> dict:
         for l, n in sizes.items():  # noqa: E741
             if unit.protocol == "sequential":
                 perturbed = _train(copy.deepcopy(aligned), tokenizer, d_t[:n], epochs=unit.perturb_epochs,
-                                   batch_size=unit.perturb_batch_size, unit=unit)
+                                   batch_size=unit.perturb_batch_size, unit=unit,
+                                   learning_rate=unit.perturb_learning_rate)
             else:  # joint: theta_p trained on the union with D_t; the same D_p, D_a sequence as the aligned model
                 perturbed = _train(copy.deepcopy(pretrained), tokenizer, interleave(base_joint, d_t[:n], unit.seed),
                                    epochs=unit.perturb_epochs, batch_size=unit.batch_size, unit=unit)
