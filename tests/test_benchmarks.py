@@ -114,6 +114,15 @@ def test_train_toy_run_prints_and_writes_consistent_json(train, tmp_path, monkey
                             rel_tol=0.02, abs_tol=1e-4)
     assert math.isclose(tiny["engine_over_trainer"], tiny["engine"]["tokens_per_s"] / tiny["trainer"]["tokens_per_s"],
                         rel_tol=1e-2)
+    for side in ("engine", "trainer"):  # the same figures per CPU second
+        figures = tiny[side]
+        cpu = figures["cpu_s"][0]
+        assert cpu > 0 and math.isclose(figures["tokens_per_cpu_s"], tiny["tokens_per_run"] / cpu,
+                                        rel_tol=0.001 + 0.0006 / cpu)
+        assert math.isclose(figures["fraction_of_peak_per_cpu_s"], figures["tokens_per_cpu_s"]
+                            * tiny["flops_per_token"] / (peak["gflop_per_cpu_s"] * 1e9), rel_tol=0.02, abs_tol=1e-4)
+    assert math.isclose(tiny["engine_over_trainer_per_cpu_s"],
+                        tiny["engine"]["tokens_per_cpu_s"] / tiny["trainer"]["tokens_per_cpu_s"], rel_tol=1e-2)
     assert record["ratios"]["tiny-l engine/trainer"] == tiny["engine_over_trainer"]
     assert set(record["meets_targets"]) == {"tiny-l engine >= 1.0x trainer", "tiny-l engine >= 50% of matmul peak"}
 
