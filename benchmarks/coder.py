@@ -8,7 +8,7 @@ The model time is that of the pass the coder needs (token by token with a KV cac
 as `elasticity.archive` runs it); the batched log-probability pass of `compression.code_lengths_bits`
 is timed too and reported beside it. Both are wall-clock times on a shared machine.
 
-Usage: python benchmarks/coder.py [--bytes 100000] [--size m] [--no-decode]
+Usage: python benchmarks/coder.py [--bytes 100000] [--size m] [--checkpoint DIR] [--no-decode]
 """
 
 from __future__ import annotations
@@ -43,10 +43,17 @@ def main() -> None:
     parser.add_argument("--bytes", type=int, default=100_000, help="held-out text size")
     parser.add_argument("--family", default="tiny")
     parser.add_argument("--size", default=None)
+    parser.add_argument("--checkpoint", help="a saved model directory to use instead of models.load")
     parser.add_argument("--no-decode", dest="decode", action="store_false", help="skip the decoding pass")
     args = parser.parse_args()
 
-    model, tokenizer = models.load(args.family, size=args.size)
+    if args.checkpoint:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+    else:
+        model, tokenizer = models.load(args.family, size=args.size)
     model.eval()
     text = held_out_text(args.bytes)
     raw = text.encode()
@@ -82,6 +89,7 @@ def main() -> None:
 
     result = {
         "benchmark": "coder", "family": args.family, "size": args.size or models.default_size(args.family),
+        "checkpoint": args.checkpoint,
         "bytes": len(raw), "tokens": len(ids), "vocab": vocab, "window_tokens": window,
         "nll_bits": round(nll_bits, 1), "batched_nll_bits": round(batched_bits, 1),
         "code_bits": 8 * len(code), "size_limit_bits": round(nll_bits * 1.001 + 64, 1),

@@ -288,8 +288,8 @@ class ModelsConfig:
         family: the model family whose sizes are compared.
         sizes: sizes of `family` to code with; () for all of them.
         dataset: held-out text: "pretraining-corpus" (its eval documents) or a DATASETS key (eval examples).
-        num_bytes: size of the held-out text that is really coded (UTF-8 bytes, cut at a document
-            boundary before it). Coding runs the model one token at a time, so this stays small.
+        num_bytes: size of the held-out text that is really coded (UTF-8 bytes, see `held_out_text`).
+            Coding runs the model one token at a time, so this stays small.
         ideal_bytes: size of a longer held-out text on which the models' ideal code lengths (batched,
             fast) are compared with the general-purpose compressors; 0 to skip.
         smollm2: also code the same text with SmolLM2-135M (slow on a CPU: tens of ms a token).
@@ -329,19 +329,18 @@ PRESETS = {
 
 
 def held_out_text(dataset: str, num_bytes: int) -> str:
-    """Held-out documents joined by blank lines, as many as fit in `num_bytes` UTF-8 bytes (at least one,
-    cut at a character boundary if the first alone is longer)."""
+    """Held-out documents in their seed-0 order, joined by blank lines, cut to `num_bytes` UTF-8 bytes
+    (at a character boundary, so possibly a few bytes fewer; the last document is usually cut)."""
     from elasticity import data
 
     docs = (data.pretraining_corpus("eval") if dataset == "pretraining-corpus"
             else [e.text for e in data.examples(dataset, "eval", seed=0)])
     out, size = [], 0
     for doc in docs:
-        extra = len(doc.encode()) + (2 if out else 0)
-        if out and size + extra > num_bytes:
+        if size >= num_bytes:
             break
         out.append(doc)
-        size += extra
+        size += len(doc.encode()) + 2
     return "\n\n".join(out).encode()[:num_bytes].decode("utf-8", errors="ignore")
 
 
