@@ -65,6 +65,13 @@ def test_config_function_uses_scale_and_ignores_none(monkeypatch):
         resistance.config(no_such_parameter=1)
 
 
+def test_another_family_starts_from_its_own_default_size():
+    cfg = resistance.config(family="smollm2-135m")
+    assert cfg.size is None and cfg.datasets == resistance.PRESETS[config.scale()].datasets
+    assert cfg.model == "smollm2-135m"
+    assert resistance.config().model.startswith("tiny-")
+
+
 def test_hub_family_defaults_to_the_papers_datasets():
     hub = [name for name in models.FAMILIES if name not in ("tiny", "smollm2-135m")]
     if not hub:
