@@ -13,6 +13,7 @@ COLORS = {
     "theory": "#000000",
 }
 SEQUENTIAL = plt.get_cmap("viridis")
+_INLINE_READY = False
 
 _STYLE = {
     "figure.dpi": 110,
@@ -26,6 +27,21 @@ _STYLE = {
 }
 
 
+def _show_inline() -> None:
+    """In a Jupyter kernel, register the inline PNG display of figures (pyplot does it only for its own)."""
+    global _INLINE_READY
+    if _INLINE_READY:
+        return
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        shell.run_line_magic("matplotlib", "inline")
+        _INLINE_READY = True
+
+
 def new_figure(
     ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 3.6, **kwargs
 ) -> tuple[Figure, object]:
@@ -36,6 +52,7 @@ def new_figure(
     book a duplicate figure label). The style goes to the global rcParams because artists read them when
     they are drawn.
     """
+    _show_inline()
     plt.rcParams.update(_STYLE)
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(nrows, ncols, **kwargs)
