@@ -463,7 +463,7 @@ class BpbConfig:
 
 
 BPB_PRESETS = {
-    "default": BpbConfig(num_texts=400, include_smollm2=True, batch_size=16, scale="default"),
+    "default": BpbConfig(num_texts=200, include_smollm2=True, batch_size=16, scale="default"),
     "smoke": BpbConfig(num_texts=16, include_smollm2=False, batch_size=16, scale="smoke"),
 }
 
