@@ -338,6 +338,16 @@ def machine() -> dict:
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version()}
 
 
+def engine_source() -> dict:
+    """Which `elasticity.finetune` was measured: its file and the SHA-256 of its source (first 16 hex digits)."""
+    import hashlib
+
+    from elasticity import finetune
+
+    path = Path(finetune.__file__)
+    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16]}
+
+
 def main(argv=None) -> dict:
     import transformers
 
@@ -398,6 +408,7 @@ def main(argv=None) -> dict:
         "machine": machine(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
+        "engine_source": engine_source(),
     }
     line = json.dumps(record)
     print(line)

@@ -96,6 +96,7 @@ def test_train_toy_run_prints_and_writes_consistent_json(train, tmp_path, monkey
     assert record["benchmark"] == "train" and record["scale"] == "smoke" and record["threads"] == 1
     assert {"platform", "cpu", "cpu_count"} <= set(record["machine"])
     assert len(record["load_average"]["start"]) == 3 and record["torch"] == torch.__version__
+    assert record["engine_source"]["path"].endswith("finetune.py") and len(record["engine_source"]["sha256"]) == 16
     assert isinstance(record["valid"], bool) and record["cpu_per_wall"] > 0
     peak = record["matmul_peak"]
     assert peak["gflops"] > 0 and len(peak["samples_gflops"]) == 1
