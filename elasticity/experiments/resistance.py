@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 import elasticity.config
@@ -64,12 +65,12 @@ class Config:
     num_checkpoints: int = 3  # SFT checkpoints theta_1..theta_n along one epoch
     pairs: tuple[tuple[int, int], ...] | None = None  # (k, l), 1 <= k < l <= n; None: default_pairs(n)
     num_sft: int = 256  # examples in the SFT epoch that makes the checkpoints
-    sft_learning_rate: float = 1e-3  # learning rate of that SFT
-    num_samples: int = 64  # held-out prompts answered by each checkpoint: |D_k|, the training data
+    sft_learning_rate: float = 3e-3  # learning rate of that SFT
+    num_samples: int = 128  # held-out prompts answered by each checkpoint: |D_k|, the training data
     num_eval: int = 32  # further held-out prompts each checkpoint answers, for evaluation only
     max_new_tokens: int = 24  # length of each generated response, tokens
     steps: int = 16  # optimizer steps of each forward and inverse fine-tune
-    learning_rate: float = 5e-4  # learning rate of the forward and inverse fine-tunes
+    learning_rate: float = 2e-4  # learning rate of the forward and inverse fine-tunes
     batch_size: int = 8  # examples per optimizer step, everywhere
     max_length: int = 64  # tokens per training example (prompt + response), everywhere
     lora: bool = False  # LoRA instead of full fine-tuning, everywhere
@@ -347,8 +348,14 @@ def run(cfg: Config) -> dict:
         for sft in sfts for pair in cfg.checkpoint_pairs for direction in ("forward", "inverse")
     ]
     rows, curves = [], []
-    for unit in tqdm(units, desc="resistance: fine-tunes", unit="run"):
-        out = _align(unit)
+    threads = torch.get_num_threads()
+    if models.family(cfg.family).kind == "tiny" and cfg.device == "cpu":
+        torch.set_num_threads(1)  # a 1M-parameter model gains nothing from intra-op threads; a busy CPU loses
+    try:
+        outs = [_align(unit) for unit in tqdm(units, desc="resistance: fine-tunes", unit="run")]
+    finally:
+        torch.set_num_threads(threads)
+    for unit, out in zip(units, outs, strict=True):
         sft = unit.samples.sft
         key = {"dataset": sft.dataset, "model": cfg.model, "seed": sft.seed, "k": unit.pair[0],
                "l": unit.pair[1], "pair": pair_label(unit.pair), "direction": unit.direction}
