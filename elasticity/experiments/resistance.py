@@ -489,22 +489,28 @@ def judge(cells: pd.DataFrame, *, num_seeds: int) -> list[verdicts.Verdict]:
 
 
 def plot_cells(result: dict, metric: str = "final_loss_nats"):
-    """Forward and inverse values per cell, one dot per seed and the mean as a bar."""
+    """Paired differences forward - inverse of one metric per cell: one dot per seed, the mean with +-1 SD.
+
+    Above zero is the paper's ordering (inverse lower loss, or forward larger KL change); a cell counts
+    for the paper when its mean lies above zero by more than its SD bar.
+    """
     runs = result["runs"]
-    groups = list(runs.groupby(["dataset", "pair"], sort=False))
+    wide = runs.pivot_table(index=["dataset", "k", "l", "pair", "seed"], columns="direction", values=metric)
+    diff = (wide["forward"] - wide["inverse"]).rename("difference").reset_index()
+    groups = list(diff.groupby(["dataset", "k", "l", "pair"], sort=False))
     fig, ax = plotting.new_figure(width=max(6.4, 0.9 * len(groups)), height=3.4)
     rng = np.random.default_rng(0)
     for i, (_, group) in enumerate(groups):
-        for j, direction in enumerate(("forward", "inverse")):
-            values = group.loc[group["direction"] == direction, metric].to_numpy()
-            x = i + (j - 0.5) * 0.36
-            ax.bar(x, values.mean(), width=0.34, color=plotting.COLORS[direction], alpha=0.35,
-                   label=direction if i == 0 else None)
-            jitter = rng.uniform(-0.06, 0.06, len(values))
-            ax.scatter(x + jitter, values, s=12, color=plotting.COLORS[direction])
-    ax.set_xticks(range(len(groups)), [f"{d}\n{p.split(' vs ')[1]}" for (d, p), _ in groups], fontsize=7)
-    ax.set_ylabel(metric.replace("_nats", " (nats/token)").replace("_", " "))
-    ax.legend()
+        values = group["difference"].to_numpy()
+        mean, sd = values.mean(), _sd(values)
+        ax.errorbar(i, mean, yerr=0 if math.isnan(sd) else sd, fmt="o", color=plotting.COLORS["base"], capsize=4,
+                    label="mean ± SD over seeds" if i == 0 else None)
+        ax.scatter(i + 0.15 + rng.uniform(-0.04, 0.04, len(values)), values, s=12,
+                   color=plotting.COLORS["inverse"], label="one seed" if i == 0 else None)
+    ax.axhline(0.0, color=plotting.COLORS["theory"], linewidth=0.8)
+    ax.set_xticks(range(len(groups)), [f"{d}\nθ{k}/θ{late}" for (d, k, late, _), _ in groups], fontsize=7)
+    ax.set_ylabel(f"forward − inverse, {metric.removesuffix('_nats').replace('_', ' ')} (nats/token)", fontsize=8)
+    ax.legend(fontsize=8)
     return fig
 
 
