@@ -206,3 +206,26 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     # cached units: a second run computes nothing and gives the same numbers
     again = rebound.run(cfg)
     pd.testing.assert_frame_equal(again["curves"], curves)
+
+
+def test_pretrained_families_get_a_fine_tuning_learning_rate(monkeypatch):
+    from elasticity.experiments import model_size, pretraining_volume
+
+    monkeypatch.setenv("ELASTICITY_SCALE", "default")
+    assert rebound.config().learning_rate == rebound.PRESETS["default"].learning_rate  # tiny: the preset's
+    smol = rebound.config(family="smollm2-135m")
+    assert smol.learning_rate == rebound.PRETRAINED_LEARNING_RATE
+    assert smol.dpo_learning_rate == rebound.PRETRAINED_DPO_LEARNING_RATE
+    assert rebound.config(family="smollm2-135m", learning_rate=1e-4).learning_rate == 1e-4
+    assert model_size.config(family="smollm2-135m").learning_rate == rebound.PRETRAINED_LEARNING_RATE
+    assert pretraining_volume.config(family="smollm2-135m").learning_rate == rebound.PRETRAINED_LEARNING_RATE
+
+
+def test_paper_table3_text_comes_from_the_paper_module():
+    from elasticity import paper
+
+    text = rebound._paper_table3_text()
+    table = paper.table3_kl_to_base()
+    for model in table["model"].unique():
+        assert model in text
+    assert f"{table['negative_to_epsilon'].iloc[0]}" in text

@@ -66,8 +66,11 @@ PRESETS = {
 
 
 def config(**overrides) -> Config:
-    """The preset of the current scale (`ELASTICITY_SCALE`) with the non-None overrides."""
-    return elasticity.config.replace(PRESETS[elasticity.config.scale()], **overrides)
+    """The preset of the current scale (`ELASTICITY_SCALE`) with the non-None overrides (a family other
+    than tiny gets `rebound.PRETRAINED_LEARNING_RATE` unless told otherwise)."""
+    base = PRESETS[elasticity.config.scale()]
+    overrides = rebound.family_defaults(overrides.get("family") or base.family, overrides)
+    return elasticity.config.replace(base, **overrides)
 
 
 def judge_threshold(trend, cfg: Config) -> verdicts.Verdict:

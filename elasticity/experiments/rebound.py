@@ -150,13 +150,34 @@ PRESETS = {
 }
 
 
+# The presets' learning rates suit the tiny family, pre-trained here at 2e-3 to 5e-3. A pre-trained model
+# (SmolLM2, the hub families) is fine-tuned at a rate typical of full SFT of such models instead.
+PRETRAINED_LEARNING_RATE = 2e-5  # SFT of a pre-trained family, unless given
+PRETRAINED_DPO_LEARNING_RATE = 5e-6  # DPO of a pre-trained family, unless given
+
+
+def family_defaults(family: str, overrides: dict) -> dict:
+    """`overrides` with the learning rates of a pre-trained family filled in where they are unset."""
+    if family == "tiny":
+        return overrides
+    out = dict(overrides)
+    if out.get("learning_rate") is None:
+        out["learning_rate"] = PRETRAINED_LEARNING_RATE
+    return out
+
+
 def config(**overrides) -> Config:
     """The preset of the current scale (`ELASTICITY_SCALE`) with the non-None overrides.
 
-    A hub family (not tiny or smollm2-135m) runs the paper's tasks (IMDb, BeaverTails) when `tasks` is unset.
+    A family other than tiny is fine-tuned at `PRETRAINED_LEARNING_RATE` (and DPO at
+    `PRETRAINED_DPO_LEARNING_RATE`) unless told otherwise; a hub family (not tiny or smollm2-135m) runs
+    the paper's tasks (IMDb, BeaverTails) when `tasks` is unset.
     """
     base = PRESETS[elasticity.config.scale()]
     family = overrides.get("family") or base.family
+    overrides = family_defaults(family, overrides)
+    if family != "tiny" and overrides.get("dpo_learning_rate") is None:
+        overrides["dpo_learning_rate"] = PRETRAINED_DPO_LEARNING_RATE
     if overrides.get("tasks") is None and family not in ("tiny", "smollm2-135m"):
         overrides = {**overrides, "tasks": PAPER_TASKS, "dpo_task": PAPER_TASKS[0], "kl_task": PAPER_TASKS[1]}
     return elasticity.config.replace(base, **overrides)
@@ -628,6 +649,17 @@ def kl_table(curves: pd.DataFrame, task: str, epsilon: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _paper_table3_text() -> str:
+    t = paper.table3_kl_to_base()
+    parts = []
+    for model, g in t.groupby("model", sort=False):
+        g = g.sort_values("positive_size")
+        parts.append(f"{model}: KL {g['kl_to_base'].iloc[0]:.2f} -> {g['kl_to_base'].iloc[-1]:.2f}, "
+                     f"{g['negative_to_epsilon'].iloc[0]} -> {g['negative_to_epsilon'].iloc[-1]} unsafe examples")
+    return "; ".join(parts) + f" to return below {paper.TABLE3_EPSILON:g} (positive sizes "
+    f"{t['positive_size'].min():,} -> {t['positive_size'].max():,})"
+
+
 def judge_kl_table(table: pd.DataFrame, chapter: str, epsilon: float) -> list[verdicts.Verdict]:
     """Claim `kl_table`: KL to the base grows with positive size, negative examples to return shrink."""
     x = np.log10(table["positive_size"].to_numpy(float))
@@ -641,7 +673,7 @@ def judge_kl_table(table: pd.DataFrame, chapter: str, epsilon: float) -> list[ve
             ours=(f"KL to base after positive SFT (nats/token) {kls}; KL fell below {epsilon:g} in "
                   f"{int(reached.sum())} of {int(table['seeds'].sum())} runs (smallest KL reached "
                   f"{table['kl_min_nats'].min():.3f})"),
-            paper="KL 0.21-0.27 (Llama2-7B); 961 -> 729 unsafe examples to return below 0.01",
+            paper=_paper_table3_text(),
             outcome="not comparable",
             reason=f"the negative runs did not all bring the KL below epsilon = {epsilon:g}, so the count is "
                    "censored; KL growth with positive size: " + ("yes" if kl_rises else "no"),
@@ -652,7 +684,7 @@ def judge_kl_table(table: pd.DataFrame, chapter: str, epsilon: float) -> list[ve
     return [verdicts.Verdict(
         claim="kl_table", chapter=chapter,
         ours=f"KL to base (nats/token) {kls}; negative examples to KL < {epsilon:g}: {needs}",
-        paper="KL 0.21-0.27 (Llama2-7B); 961 -> 729 unsafe examples to return below 0.01",
+        paper=_paper_table3_text(),
         outcome=verdicts.decide(kl_rises and need_falls),
         reason="least-squares slope on log10(positive size): KL > 0 and examples needed < 0",
     )]
@@ -711,6 +743,16 @@ def load_or_run(cfg: Config) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _negative_axis(ax, values, first: int) -> None:
+    """x axis of negative examples: linear up to the first size, logarithmic above, ticks at the sizes."""
+    from matplotlib.ticker import NullLocator
+
+    ticks = sorted({int(v) for v in values})
+    ax.set_xscale("symlog", linthresh=first)
+    ax.set_xticks(ticks, [f"{t:,}" for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def plot_curves(curves: pd.DataFrame, base: pd.DataFrame, *, panel: str = "task", by: str = "positive_size",
                 reverse: str = "sft", panels=None, legend: str = "positive examples"):
     """Score against negative examples: one panel per value of `panel`, one curve per value of `by`.
@@ -738,7 +780,7 @@ def plot_curves(curves: pd.DataFrame, base: pd.DataFrame, *, panel: str = "task"
         ax.set_xlabel("negative examples")
         scorer = data.task(t["task"].iloc[0]).scorer
         ax.set_ylabel(f"mean score ({scorer})")
-        ax.set_xscale("symlog", linthresh=first)
+        _negative_axis(ax, t["negative_examples"], first)
     axes[0][-1].legend(title=legend, fontsize=8)
     return fig
 
@@ -754,7 +796,7 @@ def plot_kl(curves: pd.DataFrame, task: str, epsilon: float):
         ax.plot(mean.index, mean.values, marker="o", ms=3, color=color, label=str(size))
         ax.fill_between(mean.index, mean - sd, mean + sd, color=color, alpha=0.15, lw=0)
     ax.axhline(epsilon, ls=":", color=plotting.COLORS["theory"], lw=1, label=f"epsilon = {epsilon:g}")
-    ax.set_xscale("symlog", linthresh=max(1, int(sub["negative_examples"][sub["negative_examples"] > 0].min())))
+    _negative_axis(ax, sub["negative_examples"], int(sub.loc[sub["negative_examples"] > 0, "negative_examples"].min()))
     ax.set_yscale("log")
     ax.set_xlabel("negative examples")
     ax.set_ylabel("KL(model || base), nats/token")
