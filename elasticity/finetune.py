@@ -39,6 +39,7 @@ class FinetuneConfig:
     checkpoint_fractions: tuple[float, ...] = ()  # save checkpoints at these fractions of the run, e.g. (1/3, 2/3, 1.0)
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     max_grad_norm: float = 1.0  # gradient clipping; 0 disables it
+    pack: bool = True  # pack each batch into rows of 2 x max_length tokens instead of padding it (same loss)
 
     def __post_init__(self):
         config.check_types(self)
@@ -114,9 +115,63 @@ def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
+def pack_rows(lengths: Sequence[int], row_tokens: int) -> list[list[int]]:
+    """First-fit-decreasing packing: lists of indices (into `lengths`) whose lengths sum to <= row_tokens.
+
+    Deterministic (ties keep the given order); an item longer than `row_tokens` gets a row of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    rows: list[list[int]] = []
+    used: list[int] = []
+    for i in order:
+        for r, u in enumerate(used):
+            if u + lengths[i] <= row_tokens:
+                rows[r].append(i)
+                used[r] += lengths[i]
+                break
+        else:
+            rows.append([i])
+            used.append(lengths[i])
+    return rows
+
+
+def collate_packed(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, device,
+                   row_tokens: int) -> dict[str, torch.Tensor]:
+    """A batch packed into rows of at most `row_tokens` tokens, without padding between examples.
+
+    Each example keeps its own positions (position_ids restart at 0) and no attention mask is passed, so
+    transformers builds a block-diagonal causal mask from the position ids (packed-sequence detection in
+    `transformers.masking_utils`): no token attends across examples, and the loss and its gradient equal
+    those of the padded batch up to floating-point summation order. An example's first token is never a
+    target (as in a padded row, where nothing precedes it); a row's padding tail is a block of its own.
+
+    Returns:
+        input_ids, position_ids and labels tensors of shape (rows, longest row).
+    """
+    rows = pack_rows([len(ids) for ids, _ in pairs], row_tokens)
+    width = max(sum(len(pairs[i][0]) for i in row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for i in row:
+            x, lab = pairs[i]
+            ids[r, at : at + len(x)] = torch.tensor(x)
+            labels[r, at + 1 : at + len(x)] = torch.tensor(lab[1:])
+            positions[r, at : at + len(x)] = torch.arange(len(x))
+            at += len(x)
+        positions[r, at:] = torch.arange(width - at)
+    return {"input_ids": ids.to(device), "position_ids": positions.to(device), "labels": labels.to(device)}
+
+
 def token_nll_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token negative log-likelihood of the labelled tokens (nats) and their number."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    """Summed next-token negative log-likelihood of the labelled tokens (nats) and their number.
+
+    `batch` is padded (`collate`: attention_mask) or packed (`collate_packed`: position_ids).
+    """
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    logits = model(**inputs, use_cache=False).logits
     targets = batch["labels"][:, 1:]
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
                                             targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
@@ -333,7 +388,8 @@ def finetune(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, *, outpu
     total = num_steps(len(pairs), cfg)
     saves = checkpoint_steps(total, cfg.checkpoint_fractions)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # fused: one kernel over all tensors (CPU and CUDA); 3x less optimizer time than the foreach default.
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
 
     output_dir = Path(output_dir) if output_dir is not None else None
     state_path = output_dir / "state" / (f"rank-{rank}.pt" if world > 1 else "state.pt") if output_dir else None
@@ -386,7 +442,9 @@ def finetune(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, *, outpu
             weight = 1.0
             if not mine:  # fewer examples than processes in a last batch: take part with zero weight
                 mine, weight = indices[:1], 0.0
-            batch = collate([pairs[i] for i in mine], pad, device)
+            chosen = [pairs[i] for i in mine]
+            batch = (collate_packed(chosen, pad, device, 2 * cfg.max_length) if cfg.pack
+                     else collate(chosen, pad, device))
             nll, count = token_nll_sum(model, batch)
             nll, count = nll * weight, count * int(weight)
             totals = torch.stack([nll.detach().float(), count.float()])

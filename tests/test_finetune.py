@@ -220,3 +220,28 @@ def test_two_process_accelerate_run_matches_one_process(tmp_path):
         assert abs(a - b) <= 1e-5 * abs(a)
     for name, value in one["params"].items():
         assert torch.allclose(value, two["params"][name], rtol=0, atol=1e-5), name
+
+
+
+PACKABLE = [Example("the film is", " a delight from start to finish."), Example("", "the quick brown fox."),
+      Example("a dull,", " plodding mess."), Example("pack my box", " with five dozen liquor jugs.")] * 3
+
+
+def test_packed_batch_gives_the_padded_loss_and_gradient(tiny_tokenizer):
+    pairs = finetune.encode(tiny_tokenizer, PACKABLE, 32)
+    model = make_model(tiny_tokenizer)
+    a, na = finetune.token_nll_sum(model, finetune.collate(pairs, tiny_tokenizer.pad_token_id, "cpu"))
+    (a / na).backward()
+    ga = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    b, nb = finetune.token_nll_sum(model, finetune.collate_packed(pairs, tiny_tokenizer.pad_token_id, "cpu", 64))
+    (b / nb).backward()
+    assert int(na) == int(nb) and torch.allclose(a, b, rtol=1e-5)
+    assert all(torch.allclose(x, p.grad, rtol=1e-4, atol=1e-6) for x, p in zip(ga, model.parameters(), strict=True))
+
+
+def test_packed_and_padded_runs_train_alike(tiny_tokenizer):
+    cfg = dict(learning_rate=1e-2, epochs=2.0, batch_size=4, max_length=32, seed=0)
+    runs = [finetune.finetune(make_model(tiny_tokenizer), tiny_tokenizer, PACKABLE,
+                              finetune.FinetuneConfig(**cfg, pack=p), progress=False).losses for p in (True, False)]
+    assert all(abs(x - y) < 1e-3 for x, y in zip(*runs, strict=True))
