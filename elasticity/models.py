@@ -253,7 +253,7 @@ def smollm2_dir() -> Path:
     """
     gguf = smollm2_gguf()
     stat = gguf.stat()
-    target = paths.cache_dir() / "models" / f"smollm2-135m-instruct-f32-{stat.st_size}"
+    target = paths.cache_dir() / "models" / f"smollm2-135m-instruct-f32-v2-{stat.st_size}"
     if (target / "DONE").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -267,7 +267,12 @@ def smollm2_dir() -> Path:
                 tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
                 model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
                                                              dtype=torch.float32)
-                model.hf_quantizer = None  # save_pretrained refuses while the GGUF "quantizer" is attached
+                # The weights are plain float32 now: drop the GGUF "quantizer" (save_pretrained refuses while
+                # it is attached) and its config entry (Trainer and trl refuse to train a "quantized" model).
+                model.hf_quantizer = None
+                model.is_quantized = False
+                if hasattr(model.config, "quantization_config"):
+                    del model.config.quantization_config
                 pretrain.save_quietly(model, tokenizer, tmp)
                 (tmp / "DONE").touch()
                 shutil.rmtree(target, ignore_errors=True)

@@ -137,3 +137,5 @@ def test_smollm2_converts_once_and_reloads(monkeypatch):
     with torch.no_grad():
         out = model.generate(**ids, do_sample=False, max_new_tokens=3, pad_token_id=tokenizer.pad_token_id)
     assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
+    # the float32 copy is not "quantized": Trainer and trl's trainers accept it
+    assert getattr(model, "hf_quantizer", None) is None and not getattr(model.config, "quantization_config", None)
