@@ -24,7 +24,7 @@ book: $(STAMP)  ## build the book, running every chapter for real at the default
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter-book build . -W --keep-going
 
 test: $(STAMP)  ## run the test suite (CPU-only, offline; includes a smoke-scale build of the whole book)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not gpu and not network"
+	PATH="$(CURDIR)/$(BIN):$$PATH" OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not gpu and not network"
 
 lint: $(STAMP)
 	$(BIN)/ruff check elasticity tests benchmarks scripts

@@ -72,10 +72,16 @@ def parse_value(name: str, text: str, default: Any) -> Any:
 
 
 def package_fingerprint() -> str:
-    """A hash of every source file of the package: when it changes, cached chapter outputs are stale."""
+    """A hash of the package's sources and the recorded benchmark figures that pages read.
+
+    When it changes, cached chapter outputs may be stale.
+    """
     digest = hashlib.sha256()
-    for path in sorted(paths.PACKAGE_DIR.rglob("*.py")):
-        digest.update(str(path.relative_to(paths.PACKAGE_DIR)).encode() + b"\0" + path.read_bytes())
+    files = sorted(paths.PACKAGE_DIR.rglob("*.py"))
+    if (root := paths.project_root()) is not None:
+        files += sorted((root / "benchmarks" / "latest").glob("*.json"))
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
