@@ -20,8 +20,8 @@ $(STAMP): requirements.txt requirements-data.txt lock.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (elasticity)" >/dev/null
 	touch $(STAMP)
 
-book: $(STAMP)  ## build the book, running every chapter for real at the default scale (CPU)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter-book build . -W --keep-going
+book: $(STAMP)  ## build the book strictly, running every chapter for real at the default scale (CPU)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/elasticity book
 
 test: $(STAMP)  ## run the test suite (CPU-only, offline; includes a smoke-scale build of the whole book)
 	PATH="$(CURDIR)/$(BIN):$$PATH" OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not gpu and not network"

@@ -113,9 +113,10 @@ def build(path_output: Path | None = None, *, extra_args: tuple[str, ...] = ()) 
     if root is None:
         raise UserError("building the book needs a checkout of the repository; none was found")
     build_dir = (path_output or root) / "_build"
+    command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "-W", "--keep-going"]
     if sync_execution_cache(build_dir):
         print("elasticity: the package changed since the last build; re-executing every chapter", flush=True)
-    command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "-W", "--keep-going"]
+        command.append("--all")  # Sphinx re-reads only changed sources unless told to read them all
     if path_output is not None:
         command += ["--path-output", str(path_output)]
     return subprocess.call([*command, *extra_args])
