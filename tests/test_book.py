@@ -91,3 +91,13 @@ def test_whole_book_builds_strictly_at_smoke_scale(tmp_path):
     for file in toc_files():
         assert (html / f"{file}.html").is_file(), file
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file(), "math renders offline"
+
+
+def test_sync_execution_cache_drops_a_stale_cache(tmp_path, monkeypatch):
+    cache = tmp_path / ".jupyter_cache"
+    cache.mkdir()
+    assert book.sync_execution_cache(tmp_path) is False  # first build: nothing to compare with
+    assert book.sync_execution_cache(tmp_path) is False and cache.exists()  # same package
+    monkeypatch.setattr(book, "package_fingerprint", lambda: "changed")
+    assert book.sync_execution_cache(tmp_path) is True
+    assert not cache.exists() and (tmp_path / ".elasticity-fingerprint").read_text() == "changed"
