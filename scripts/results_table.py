@@ -24,9 +24,12 @@ def markdown_table() -> str:
                             cwd=paths.project_root()).stdout.strip()
     lines = [f"Computed at commit `{commit}`, scale `{config.scale()}`, family `tiny` (CPU).", "",
              "| claim (paper source) | ours | paper | verdict |", "|---|---|---|---|"]
+    def cell(text) -> str:
+        return str(text or "-").replace("|", "\\|")  # a bare | would end the cell
+
     for row in frame.to_dict("records"):
         outcome = row["outcome"] or row["status"]
-        lines.append(f"| {row['claim']} ({row['source']}) | {row['ours'] or '-'} | {row['paper'] or '-'} | {outcome} |")
+        lines.append(f"| {row['claim']} ({row['source']}) | {cell(row['ours'])} | {cell(row['paper'])} | {outcome} |")
     return "\n".join(lines)
 
 
