@@ -14,8 +14,7 @@ from elasticity import archive, finetune, generate, models, scoring
 from elasticity.config import UserError
 from elasticity.data import Example
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 EXAMPLES = [
     Example("the film is", " a delight from start to finish."),
