@@ -88,16 +88,25 @@ def main() -> None:
     code_s += time.perf_counter() - t0
 
     result = {
-        "benchmark": "coder", "family": args.family, "size": args.size or models.default_size(args.family),
+        "benchmark": "coder",
+        "family": args.family,
+        "size": args.size or models.default_size(args.family),
         "checkpoint": args.checkpoint,
-        "bytes": len(raw), "tokens": len(ids), "vocab": vocab, "window_tokens": window,
-        "nll_bits": round(nll_bits, 1), "batched_nll_bits": round(batched_bits, 1),
-        "code_bits": 8 * len(code), "size_limit_bits": round(nll_bits * 1.001 + 64, 1),
+        "bytes": len(raw),
+        "tokens": len(ids),
+        "vocab": vocab,
+        "window_tokens": window,
+        "nll_bits": round(nll_bits, 1),
+        "batched_nll_bits": round(batched_bits, 1),
+        "code_bits": 8 * len(code),
+        "size_limit_bits": round(nll_bits * 1.001 + 64, 1),
         "code_minus_nll_bits": round(8 * len(code) - nll_bits, 1),
         "size_ok": 8 * len(code) <= nll_bits * 1.001 + 64,
         "bits_per_byte": round(8 * len(code) / len(raw), 4),
-        "model_incremental_s": round(model_s, 2), "model_batched_s": round(batched_s, 2),
-        "encode_coding_s": round(code_s, 2), "encode_overhead": round(code_s / model_s, 4),
+        "model_incremental_s": round(model_s, 2),
+        "model_batched_s": round(batched_s, 2),
+        "encode_coding_s": round(code_s, 2),
+        "encode_overhead": round(code_s / model_s, 4),
         "time_ok": code_s <= 0.2 * model_s,
     }
     if args.decode:
@@ -120,8 +129,14 @@ def main() -> None:
                     pmf = stepper.advance(token)
                     model_s += time.perf_counter() - t0
             remaining -= n
-        result.update({"decoded_ok": out == ids, "decode_model_s": round(model_s, 2),
-                       "decode_coding_s": round(code_s, 2), "decode_overhead": round(code_s / model_s, 4)})
+        result.update(
+            {
+                "decoded_ok": out == ids,
+                "decode_model_s": round(model_s, 2),
+                "decode_coding_s": round(code_s, 2),
+                "decode_overhead": round(code_s / model_s, 4),
+            }
+        )
         result["time_ok"] = result["time_ok"] and code_s <= 0.2 * model_s
     result["torch_threads_default"] = torch.get_num_threads()
     print(json.dumps(result))

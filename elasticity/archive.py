@@ -141,9 +141,11 @@ def _make_patch(rebuilt: bytes, original: bytes) -> bytes:
     if rebuilt == original:
         return b""
     a, b = _lines(rebuilt), _lines(original)
-    ops = [[i1, i2, b"".join(b[j1:j2]).hex()]
-           for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
-           if tag != "equal"]
+    ops = [
+        [i1, i2, b"".join(b[j1:j2]).hex()]
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+        if tag != "equal"
+    ]
     return lzma.compress(json.dumps(ops).encode(), preset=9)
 
 
@@ -191,8 +193,9 @@ def _write_atomically(dst: Path, payload: bytes) -> None:
         raise
 
 
-def compress_bytes(data: bytes, model, tokenizer, *, header: dict | None = None,
-                   window_tokens: int | None = None) -> tuple[bytes, dict]:
+def compress_bytes(
+    data: bytes, model, tokenizer, *, header: dict | None = None, window_tokens: int | None = None
+) -> tuple[bytes, dict]:
     """Arithmetic-code `data` with a model; returns (archive bytes, stats). See the layout comment.
 
     Args:
@@ -224,27 +227,54 @@ def compress_bytes(data: bytes, model, tokenizer, *, header: dict | None = None,
     finally:
         model.train(was_training)
     code = encoder.finish()
-    head = {"format": FORMAT_VERSION, **(header or {}), "model_sha256": model_sha256(model, tokenizer),
-            "num_tokens": len(ids), "num_bytes": len(data), "window_tokens": window, "vocab_size": vocab,
-            "bos": tokenizer.bos_token_id is not None, "threads": threads,
-            "crc32": zlib.crc32(data)}
+    head = {
+        "format": FORMAT_VERSION,
+        **(header or {}),
+        "model_sha256": model_sha256(model, tokenizer),
+        "num_tokens": len(ids),
+        "num_bytes": len(data),
+        "window_tokens": window,
+        "vocab_size": vocab,
+        "bos": tokenizer.bos_token_id is not None,
+        "threads": threads,
+        "crc32": zlib.crc32(data),
+    }
     head_bytes = json.dumps(head, separators=(",", ":"), sort_keys=True).encode()
-    body = (MAGIC + struct.pack(">I", len(head_bytes)) + head_bytes + struct.pack(">Q", len(code)) + code
-            + struct.pack(">I", len(patch)) + patch)
+    body = (
+        MAGIC
+        + struct.pack(">I", len(head_bytes))
+        + head_bytes
+        + struct.pack(">Q", len(code))
+        + code
+        + struct.pack(">I", len(patch))
+        + patch
+    )
     blob = body + struct.pack(">I", zlib.crc32(body))
     stats = _stats(len(data), len(blob), nll_bits, len(code), len(patch), len(head_bytes), len(ids))
     stats["seconds"] = round(time.perf_counter() - start, 3)
     return blob, stats
 
 
-def _stats(num_bytes: int, archive_bytes: int, nll_bits: float, code_bytes: int, patch_bytes: int,
-           header_bytes: int, num_tokens: int) -> dict:
+def _stats(
+    num_bytes: int,
+    archive_bytes: int,
+    nll_bits: float,
+    code_bytes: int,
+    patch_bytes: int,
+    header_bytes: int,
+    num_tokens: int,
+) -> dict:
     return {
-        "bytes_in": num_bytes, "bytes_out": archive_bytes,
+        "bytes_in": num_bytes,
+        "bytes_out": archive_bytes,
         "bits_per_byte": 8 * archive_bytes / num_bytes if num_bytes else float("nan"),
-        "nll_bits": nll_bits, "overhead_bits": 8 * archive_bytes - nll_bits,
-        "code_bits": 8 * code_bytes, "code_overhead_bits": 8 * code_bytes - nll_bits,
-        "header_bytes": header_bytes, "patch_bytes": patch_bytes, "num_tokens": num_tokens,
+        "nll_bits": nll_bits,
+        "overhead_bits": 8 * archive_bytes - nll_bits,
+        "code_bits": 8 * code_bytes,
+        "code_overhead_bits": 8 * code_bytes - nll_bits,
+        "header_bytes": header_bytes,
+        "patch_bytes": patch_bytes,
+        "num_tokens": num_tokens,
     }
 
 
@@ -294,9 +324,11 @@ def decompress_bytes(blob: bytes, model, tokenizer) -> tuple[bytes, dict]:
     start = time.perf_counter()
     header, code, patch = read_header(blob)
     if model_sha256(model, tokenizer) != header["model_sha256"]:
-        raise UserError("the model differs from the one that compressed this file (hash mismatch); "
-                        f"it was family={header.get('family')!r} size={header.get('size')!r} "
-                        f"checkpoint={header.get('checkpoint')!r}")
+        raise UserError(
+            "the model differs from the one that compressed this file (hash mismatch); "
+            f"it was family={header.get('family')!r} size={header.get('size')!r} "
+            f"checkpoint={header.get('checkpoint')!r}"
+        )
     vocab = compression.vocab_size_of(model)
     if vocab != header["vocab_size"] or (tokenizer.bos_token_id is not None) != header["bos"]:
         raise UserError("the model's vocabulary or BOS token differs from the header's")
@@ -323,16 +355,24 @@ def decompress_bytes(blob: bytes, model, tokenizer) -> tuple[bytes, dict]:
         model.train(was_training)
     data = _apply_patch(_detokenize(tokenizer, ids), patch)
     if len(data) != header["num_bytes"] or zlib.crc32(data) != header["crc32"]:
-        raise UserError("decoded data fails the checksum: was it compressed on another machine or with other "
-                        "library versions?")
+        raise UserError(
+            "decoded data fails the checksum: was it compressed on another machine or with other library versions?"
+        )
     header_bytes = len(blob) - len(code) - len(patch) - FRAMING_BYTES
     stats = _stats(len(data), len(blob), nll_bits, len(code), len(patch), header_bytes, len(ids))
     stats["seconds"] = round(time.perf_counter() - start, 3)
     return data, stats
 
 
-def compress_file(src: Path, dst: Path, *, family: str = "tiny", size: str | None = None,
-                  checkpoint: str | None = None, device: str = "cpu") -> dict:
+def compress_file(
+    src: Path,
+    dst: Path,
+    *,
+    family: str = "tiny",
+    size: str | None = None,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+) -> dict:
     """Compress `src` into `dst` by arithmetic coding with a model of `family` (or a checkpoint of it).
 
     Returns:
@@ -347,8 +387,9 @@ def compress_file(src: Path, dst: Path, *, family: str = "tiny", size: str | Non
     src, dst = _check_paths(src, dst)
     checkpoint = str(Path(checkpoint).resolve()) if checkpoint is not None else None
     model, tokenizer = _load_model(family, size, checkpoint, device)
-    blob, stats = compress_bytes(src.read_bytes(), model, tokenizer,
-                                 header={"family": family, "size": size, "checkpoint": checkpoint})
+    blob, stats = compress_bytes(
+        src.read_bytes(), model, tokenizer, header={"family": family, "size": size, "checkpoint": checkpoint}
+    )
     _write_atomically(dst, blob)
     return stats
 
@@ -366,8 +407,7 @@ def decompress_file(src: Path, dst: Path, *, device: str = "cpu") -> dict:
     src, dst = _check_paths(src, dst)
     blob = src.read_bytes()
     header, _, _ = read_header(blob)  # refuse bad files before loading a model
-    model, tokenizer = _load_model(header.get("family", "tiny"), header.get("size"), header.get("checkpoint"),
-                                   device)
+    model, tokenizer = _load_model(header.get("family", "tiny"), header.get("size"), header.get("checkpoint"), device)
     data, stats = decompress_bytes(blob, model, tokenizer)
     _write_atomically(dst, data)
     return stats

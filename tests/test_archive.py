@@ -69,8 +69,16 @@ def test_incremental_nll_matches_the_batched_code_length(bpe, held_out_texts):
     assert stats["num_tokens"] > compression.window_tokens_for(model)  # several windows
 
 
-@pytest.mark.parametrize("raw", [b"", b"a", b"\xff\xfe not utf-8 \x80\n second line\n",
-                                 "caf\u00e9 \u2713\r\n\ttabs  and   spaces\n\n".encode(), bytes(range(256))])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"a",
+        b"\xff\xfe not utf-8 \x80\n second line\n",
+        "caf\u00e9 \u2713\r\n\ttabs  and   spaces\n\n".encode(),
+        bytes(range(256)),
+    ],
+)
 def test_any_bytes_round_trip(bpe, raw):
     model, tok = bpe
     blob, stats = archive.compress_bytes(raw, model, tok)
@@ -85,8 +93,7 @@ def test_tokenizer_without_bos_round_trips():
     raw = b"bytes level, no BOS: first token coded uniformly"
     blob, stats = archive.compress_bytes(raw, model, tok)
     assert archive.decompress_bytes(blob, model, tok)[0] == raw
-    assert stats["nll_bits"] == pytest.approx(compression.code_lengths_bits(model, tok, [raw.decode()])[0],
-                                              rel=1e-4)
+    assert stats["nll_bits"] == pytest.approx(compression.code_lengths_bits(model, tok, [raw.decode()])[0], rel=1e-4)
 
 
 def test_compress_and_decompress_files(files):
@@ -133,8 +140,15 @@ def test_corrupt_or_truncated_archives_are_refused(files, damage):
 def _reframe(header: dict, code: bytes, patch: bytes) -> bytes:
     """An archive with a valid checksum around the given (possibly doctored) header."""
     head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    body = (archive.MAGIC + struct.pack(">I", len(head)) + head + struct.pack(">Q", len(code)) + code
-            + struct.pack(">I", len(patch)) + patch)
+    body = (
+        archive.MAGIC
+        + struct.pack(">I", len(head))
+        + head
+        + struct.pack(">Q", len(code))
+        + code
+        + struct.pack(">I", len(patch))
+        + patch
+    )
     return body + struct.pack(">I", zlib.crc32(body))
 
 
