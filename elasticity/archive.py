@@ -23,22 +23,37 @@ from elasticity import coding, compression
 from elasticity.config import UserError
 
 # ---------------------------------------------------------------------------------------------------------
-# File layout (all integers big-endian):
+# File layout (format 2; all integers big-endian, packed with `struct`):
 #
-#   MAGIC (4 bytes "ELZ\x01")
-#   header length H (4 bytes) | header: compact UTF-8 JSON (format version, family, size, checkpoint,
-#       model_sha256, num_tokens, num_bytes, window_tokens, vocab_size, bos, threads, crc32 of the original)
-#   code length C (8 bytes)   | the arithmetic code of all tokens (elasticity.coding)
-#   patch length P (4 bytes)  | an lzma-compressed list of line replacements, empty when the tokenizer
-#                               gives the text back byte for byte (see below)
+#   MAGIC "ELZ" (3 bytes)
+#   header (49 bytes for a `tiny` file with no size or checkpoint named; `encode_header` / `read_header`):
+#     format version   B   2 (a format-1 file reads as 1 here: its magic was "ELZ\x01", then a JSON header)
+#     model_sha256     16s the first 16 bytes of the SHA-256 digest of `model_sha256` (raw, not hex)
+#     num_tokens       I   tokens coded (the decoder stops there)
+#     num_bytes        I   size of the original
+#     window_tokens    H   tokens per coding window
+#     vocab_size       I   length of the model's distributions
+#     bos_id           I   the tokenizer's BOS token id; 0xFFFFFFFF: it has none
+#     threads          H   the encoder's CPU thread count (the decoder uses the same)
+#     crc32            I   crc32 of the original
+#     family           B length + UTF-8 \
+#     size             B length + UTF-8  } empty when absent (the `header` argument of `compress_bytes`)
+#     checkpoint       H length + UTF-8 /
+#   code length C (4 bytes)   | the arithmetic code of all tokens (elasticity.coding)
+#   patch (the rest up to the trailer) | an lzma-compressed list of line replacements, empty when the
+#                               tokenizer gives the text back byte for byte (see below)
 #   crc32 of everything above (4 bytes)
+#
+# Framing (magic, code length, trailing crc32) is FRAMING_BYTES = 11 bytes, so a `tiny` file costs 60 bytes
+# besides its code and patch (format 1: a ~250-byte JSON header and 24 bytes of framing). Sizes are limited to
+# 4 GiB (num_bytes, num_tokens, code); the model is identified by 128 bits of its hash.
 #
 # Bit accounting. The tokens are coded exactly as `compression.code_lengths_bits` counts them: windows of
 # `window_tokens` tokens, each after BOS (or its first token uniform over V when the tokenizer has no BOS),
 # no EOS (the header's token count tells the decoder where to stop). `nll_bits` is -log2 of the float64
 # probabilities the coder was driven with, summed over all tokens: the model's ideal code length.
 # `overhead_bits` = 8 * (file size) - nll_bits: the coder's termination and quantisation loss, the
-# header, the patch and the 24 bytes of framing; `code_overhead_bits` is the coder's share alone.
+# header, the patch and the framing; `code_overhead_bits` is the coder's share alone.
 #
 # Tokenizers do not always give text back byte for byte (normalisation, invalid UTF-8, which is decoded
 # with replacement characters). The decoder's text is therefore compared with the original line by line;
@@ -52,10 +67,44 @@ from elasticity.config import UserError
 # the same machine type with the same library versions; a crc32 of the original bytes catches the rest.
 # ---------------------------------------------------------------------------------------------------------
 
-MAGIC = b"ELZ\x01"
-FORMAT_VERSION = 1
-_REQUIRED = ("model_sha256", "num_tokens", "num_bytes", "window_tokens", "vocab_size", "bos", "threads", "crc32")
-FRAMING_BYTES = len(MAGIC) + 4 + 8 + 4 + 4  # magic, three length fields, trailing crc32
+MAGIC = b"ELZ"
+FORMAT_VERSION = 2
+SHA_BYTES = 16  # bytes of the model's SHA-256 digest the header keeps
+NO_BOS = 0xFFFFFFFF  # the header's bos when the tokenizer has no BOS token
+# The keys of `read_header`'s dict: bos is True when the tokenizer has a BOS token, bos_id that token (or None);
+# model_sha256 is the hex of the stored digest prefix; family, size and checkpoint are None when absent.
+HEADER_KEYS = (
+    "format",
+    "family",
+    "size",
+    "checkpoint",
+    "model_sha256",
+    "num_tokens",
+    "num_bytes",
+    "window_tokens",
+    "vocab_size",
+    "bos",
+    "bos_id",
+    "threads",
+    "crc32",
+)
+_FIXED_FIELDS = (
+    ("format", "B"),
+    ("model_sha256", f"{SHA_BYTES}s"),
+    ("num_tokens", "I"),
+    ("num_bytes", "I"),
+    ("window_tokens", "H"),
+    ("vocab_size", "I"),
+    ("bos_id", "I"),
+    ("threads", "H"),
+    ("crc32", "I"),
+)
+_FIXED_KEYS = tuple(key for key, _ in _FIXED_FIELDS)
+_FIXED = struct.Struct(">" + "".join(code for _, code in _FIXED_FIELDS))
+_STRINGS = (("family", struct.Struct(">B")), ("size", struct.Struct(">B")), ("checkpoint", struct.Struct(">H")))
+_LENGTH = struct.Struct(">I")  # the code length and the trailing crc32
+FRAMING_BYTES = len(MAGIC) + 2 * _LENGTH.size  # magic, code length, trailing crc32
+_MIN_SIZE = FRAMING_BYTES + _FIXED.size + sum(length.size for _, length in _STRINGS)
 
 
 def model_sha256(model, tokenizer) -> str:
@@ -199,21 +248,47 @@ def compress_bytes(
     """Arithmetic-code `data` with a model; returns (archive bytes, stats). See the layout comment.
 
     Args:
-        data: the file's bytes.
+        data: the file's bytes (less than 4 GiB).
         model, tokenizer: a causal LM on any device, and its tokenizer.
-        header: extra header fields (family, size, checkpoint), stored as given.
+        header: the header's names of the model: family, size, checkpoint (strings or None), stored as given.
         window_tokens: tokens per coding window (None: the model's context, capped at 512).
+
+    Raises:
+        UserError: when the file, its token count or a name does not fit the header (checked before coding).
+        ValueError: on a `header` key other than family, size and checkpoint.
     """
     start = time.perf_counter()
+    names = dict(header or {})
+    unknown = set(names) - {name for name, _ in _STRINGS}
+    if unknown:
+        raise ValueError(f"compress_bytes stores only family, size and checkpoint; got {sorted(unknown)}")
+    if len(data) > 0xFFFFFFFF:
+        raise UserError(f"the input has {len(data)} bytes; the archive format stores files below 4 GiB")
     text = data.decode("utf-8", errors="replace")
     ids = compression.tokenize(tokenizer, [text])[0] if text else []
     patch = _make_patch(_detokenize(tokenizer, ids), data)
     window = compression.window_tokens_for(model, window_tokens)
     vocab = compression.vocab_size_of(model)
+    threads = torch.get_num_threads()
+    try:
+        head_bytes = encode_header(
+            {
+                **names,
+                "model_sha256": model_sha256(model, tokenizer),
+                "num_tokens": len(ids),
+                "num_bytes": len(data),
+                "window_tokens": window,
+                "vocab_size": vocab,
+                "bos_id": tokenizer.bos_token_id,
+                "threads": threads,
+                "crc32": zlib.crc32(data),
+            }
+        )
+    except ValueError as error:
+        raise UserError(f"cannot write the archive header: {error}") from None
     was_training = model.training
     model.eval()
     encoder, nll_bits = coding.Encoder(), 0.0
-    threads = torch.get_num_threads()
     try:
         with _threads(threads):
             stepper = _Stepper(model, tokenizer.bos_token_id, vocab)
@@ -227,29 +302,10 @@ def compress_bytes(
     finally:
         model.train(was_training)
     code = encoder.finish()
-    head = {
-        "format": FORMAT_VERSION,
-        **(header or {}),
-        "model_sha256": model_sha256(model, tokenizer),
-        "num_tokens": len(ids),
-        "num_bytes": len(data),
-        "window_tokens": window,
-        "vocab_size": vocab,
-        "bos": tokenizer.bos_token_id is not None,
-        "threads": threads,
-        "crc32": zlib.crc32(data),
-    }
-    head_bytes = json.dumps(head, separators=(",", ":"), sort_keys=True).encode()
-    body = (
-        MAGIC
-        + struct.pack(">I", len(head_bytes))
-        + head_bytes
-        + struct.pack(">Q", len(code))
-        + code
-        + struct.pack(">I", len(patch))
-        + patch
-    )
-    blob = body + struct.pack(">I", zlib.crc32(body))
+    if len(code) > 0xFFFFFFFF:
+        raise UserError("the arithmetic code exceeds 4 GiB, more than the archive format stores")
+    body = MAGIC + head_bytes + _LENGTH.pack(len(code)) + code + patch
+    blob = body + _LENGTH.pack(zlib.crc32(body))
     stats = _stats(len(data), len(blob), nll_bits, len(code), len(patch), len(head_bytes), len(ids))
     stats["seconds"] = round(time.perf_counter() - start, 3)
     return blob, stats
@@ -278,40 +334,107 @@ def _stats(
     }
 
 
+def encode_header(header: dict) -> bytes:
+    """The binary header of the layout comment (what follows the magic bytes), from a dict like `read_header`'s.
+
+    Args:
+        header: model_sha256 (hex, at least the first 2 * SHA_BYTES digits), num_tokens, num_bytes,
+            window_tokens, vocab_size, bos_id (int or None), threads, crc32; optional: family, size,
+            checkpoint (str or None), format (default FORMAT_VERSION), bos (must agree with bos_id).
+
+    Raises:
+        ValueError: (one line) on a missing or unknown key, or a value that does not fit its field.
+    """
+    unknown = set(header) - set(HEADER_KEYS)
+    if unknown:
+        raise ValueError(f"unknown header field(s) {', '.join(sorted(unknown))}")
+    missing = [k for k in _FIXED_KEYS if k != "format" and k not in header]
+    if missing:
+        raise ValueError(f"header lacks {', '.join(missing)}")
+    bos_id = header["bos_id"]
+    if "bos" in header and header["bos"] != (bos_id is not None):
+        raise ValueError(f"header has bos={header['bos']!r} but bos_id={bos_id!r}")
+    try:
+        sha = bytes.fromhex(header["model_sha256"])[:SHA_BYTES]
+    except (TypeError, ValueError):
+        sha = b""
+    if len(sha) != SHA_BYTES:
+        raise ValueError(f"model_sha256 must be hex of at least {SHA_BYTES} bytes")
+    values = {**header, "format": header.get("format", FORMAT_VERSION), "model_sha256": sha}
+    for key, code in _FIXED_FIELDS:
+        if key == "model_sha256" or (key == "bos_id" and bos_id is None):
+            continue
+        value, top = values[key], (1 << (8 * struct.calcsize(code))) - 1 - (key == "bos_id")  # NO_BOS is taken
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
+            raise ValueError(f"{key}={value!r} does not fit the archive header (an integer in [0, {top}])")
+    values["bos_id"] = NO_BOS if bos_id is None else bos_id
+    out = [_FIXED.pack(*(values[k] for k in _FIXED_KEYS))]
+    for name, length in _STRINGS:
+        value = header.get(name)
+        raw = b"" if value is None else str(value).encode("utf-8")
+        top = (1 << (8 * length.size)) - 1
+        if len(raw) > top:
+            raise ValueError(f"{name} is {len(raw)} bytes in UTF-8; the archive header stores at most {top}")
+        out.append(length.pack(len(raw)) + raw)
+    return b"".join(out)
+
+
+def _parse(body: bytes) -> tuple[dict, bytes, bytes]:
+    """Header, code and patch of an archive body (magic to patch); ValueError on a bad length or string."""
+    if len(body) < len(MAGIC) + _FIXED.size:
+        raise ValueError("header truncated")
+    header = dict(zip(_FIXED_KEYS, _FIXED.unpack_from(body, len(MAGIC)), strict=True))
+    header["model_sha256"] = header["model_sha256"].hex()
+    header["bos_id"] = None if header["bos_id"] == NO_BOS else header["bos_id"]
+    header["bos"] = header["bos_id"] is not None
+    pos = len(MAGIC) + _FIXED.size
+    for name, length in _STRINGS:
+        if len(body) < pos + length.size:
+            raise ValueError("header truncated")
+        (n,) = length.unpack_from(body, pos)
+        raw = body[pos + length.size : pos + length.size + n]
+        if len(raw) != n:
+            raise ValueError("header truncated")
+        try:
+            header[name] = raw.decode("utf-8") or None
+        except UnicodeDecodeError:
+            raise ValueError(f"the header's {name} is not UTF-8") from None
+        pos += length.size + n
+    if len(body) < pos + _LENGTH.size:
+        raise ValueError("header truncated")
+    (c,) = _LENGTH.unpack_from(body, pos)
+    pos += _LENGTH.size
+    code, patch = body[pos : pos + c], body[pos + c :]
+    if len(code) != c:
+        raise ValueError("the code length exceeds the file")
+    if header["num_tokens"] and (header["window_tokens"] < 1 or header["threads"] < 1):
+        raise ValueError("the header's window or thread count is zero")
+    return {k: header[k] for k in HEADER_KEYS}, code, patch
+
+
 def read_header(blob: bytes) -> tuple[dict, bytes, bytes]:
     """Check the framing and checksum of an archive; return (header, code, patch).
 
+    The header is a dict with the keys HEADER_KEYS (see there and the layout comment).
+
     Raises:
-        UserError: (one line) when the data is not an archive, is truncated, or is corrupt.
+        UserError: (one line) when the data is not an archive, is truncated or corrupt, or has another format
+            version.
     """
-    if len(blob) < len(MAGIC) + 4 or blob[: len(MAGIC)] != MAGIC:
+    if blob[: len(MAGIC)] != MAGIC:
         raise UserError("not an elasticity archive (bad magic bytes)")
-    if len(blob) < len(MAGIC) + 4 + 8 + 4 + 4:
+    if len(blob) < _MIN_SIZE:
         raise UserError("truncated archive")
-    body, (crc,) = blob[:-4], struct.unpack(">I", blob[-4:])
+    body, (crc,) = blob[: -_LENGTH.size], _LENGTH.unpack(blob[-_LENGTH.size :])
     if zlib.crc32(body) != crc:
         raise UserError("corrupt or truncated archive (checksum mismatch)")
-    try:
-        pos = len(MAGIC)
-        (h,) = struct.unpack(">I", body[pos : pos + 4])
-        header = json.loads(body[pos + 4 : pos + 4 + h])
-        pos += 4 + h
-        (c,) = struct.unpack(">Q", body[pos : pos + 8])
-        code = body[pos + 8 : pos + 8 + c]
-        pos += 8 + c
-        (p,) = struct.unpack(">I", body[pos : pos + 4])
-        patch = body[pos + 4 : pos + 4 + p]
-        if len(code) != c or len(patch) != p or pos + 4 + p != len(body):
-            raise ValueError("lengths")
-    except (ValueError, struct.error) as error:
-        raise UserError(f"corrupt archive ({error})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
-        found = header.get("format") if isinstance(header, dict) else None
+    found = body[len(MAGIC)]
+    if found != FORMAT_VERSION:
         raise UserError(f"archive format {found!r} is not supported (this is {FORMAT_VERSION})")
-    missing = [k for k in _REQUIRED if k not in header]
-    if missing:
-        raise UserError(f"corrupt archive (header lacks {', '.join(missing)})")
-    return header, code, patch
+    try:
+        return _parse(body)
+    except ValueError as error:
+        raise UserError(f"corrupt archive ({error})") from None
 
 
 def decompress_bytes(blob: bytes, model, tokenizer) -> tuple[bytes, dict]:
@@ -323,14 +446,14 @@ def decompress_bytes(blob: bytes, model, tokenizer) -> tuple[bytes, dict]:
     """
     start = time.perf_counter()
     header, code, patch = read_header(blob)
-    if model_sha256(model, tokenizer) != header["model_sha256"]:
+    if model_sha256(model, tokenizer)[: 2 * SHA_BYTES] != header["model_sha256"]:
         raise UserError(
             "the model differs from the one that compressed this file (hash mismatch); "
             f"it was family={header.get('family')!r} size={header.get('size')!r} "
             f"checkpoint={header.get('checkpoint')!r}"
         )
     vocab = compression.vocab_size_of(model)
-    if vocab != header["vocab_size"] or (tokenizer.bos_token_id is not None) != header["bos"]:
+    if vocab != header["vocab_size"] or tokenizer.bos_token_id != header["bos_id"]:
         raise UserError("the model's vocabulary or BOS token differs from the header's")
     decoder, ids, nll_bits = coding.Decoder(code), [], 0.0
     remaining, window = header["num_tokens"], header["window_tokens"]
@@ -407,7 +530,7 @@ def decompress_file(src: Path, dst: Path, *, device: str = "cpu") -> dict:
     src, dst = _check_paths(src, dst)
     blob = src.read_bytes()
     header, _, _ = read_header(blob)  # refuse bad files before loading a model
-    model, tokenizer = _load_model(header.get("family", "tiny"), header.get("size"), header.get("checkpoint"), device)
+    model, tokenizer = _load_model(header["family"] or "tiny", header["size"], header["checkpoint"], device)
     data, stats = decompress_bytes(blob, model, tokenizer)
     _write_atomically(dst, data)
     return stats

@@ -137,19 +137,80 @@ def test_corrupt_or_truncated_archives_are_refused(files, damage):
     assert not list(files.glob(".out.txt*"))  # no temporary leftovers either
 
 
-def _reframe(header: dict, code: bytes, patch: bytes) -> bytes:
-    """An archive with a valid checksum around the given (possibly doctored) header."""
-    head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    body = (
-        archive.MAGIC
-        + struct.pack(">I", len(head))
-        + head
-        + struct.pack(">Q", len(code))
-        + code
-        + struct.pack(">I", len(patch))
-        + patch
-    )
+def _reframe(header: dict | bytes, code: bytes, patch: bytes) -> bytes:
+    """An archive with a valid checksum around the given (possibly doctored) header, framed as documented."""
+    head = header if isinstance(header, bytes) else archive.encode_header(header)
+    body = archive.MAGIC + head + struct.pack(">I", len(code)) + code + patch
     return body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_header_is_small_and_binary(files, bpe):
+    """Format 2: a tiny-model archive spends under 64 bytes on header and framing (format 1: ~280)."""
+    model, tok = bpe
+    blob = _archive(files)
+    header, code, patch = archive.read_header(blob)
+    assert len(blob) - len(code) - len(patch) < 64
+    assert len(archive.MAGIC + archive.encode_header(header)) + 8 + len(code) + len(patch) == len(blob)
+    assert blob[: len(archive.MAGIC) + 1] == b"ELZ\x02"
+    assert set(header) == set(archive.HEADER_KEYS)
+    assert header["format"] == archive.FORMAT_VERSION == 2
+    assert (header["family"], header["size"], header["checkpoint"]) == ("tiny", None, None)
+    assert header["model_sha256"] == archive.model_sha256(model, tok)[:32]
+    assert header["bos"] is True and header["bos_id"] == tok.bos_token_id
+    assert header["vocab_size"] == compression.vocab_size_of(model)
+    assert header["crc32"] == zlib.crc32((files / "in.txt").read_bytes())
+    assert header["num_bytes"] == (files / "in.txt").stat().st_size
+    assert _reframe(header, code, patch) == blob  # encode_header inverts read_header
+    _, stats = archive.compress_bytes(b"x", model, tok, header={"family": "tiny"})
+    assert stats["header_bytes"] + archive.FRAMING_BYTES < 64
+
+
+def test_header_strings_and_absent_bos_round_trip():
+    header = {
+        "family": "smollm2-135m",
+        "size": None,
+        "checkpoint": "/a/caf\u00e9/" + "x" * 300,  # longer than 255 bytes: a 2-byte length
+        "model_sha256": "ab" * 32,
+        "num_tokens": 2**32 - 1,
+        "num_bytes": 0,
+        "window_tokens": 512,
+        "vocab_size": 49_152,
+        "bos_id": None,
+        "threads": 16,
+        "crc32": 0xFFFFFFFF,
+    }
+    back, code, patch = archive.read_header(_reframe(header, b"code", b"patch"))
+    assert (code, patch) == (b"code", b"patch")
+    assert back == {**header, "format": 2, "model_sha256": "ab" * 16, "bos": False}
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"num_bytes": 2**32}, "num_bytes"),
+        ({"bos_id": archive.NO_BOS}, "bos_id"),
+        ({"threads": -1}, "threads"),
+        ({"window_tokens": 1.5}, "window_tokens"),
+        ({"model_sha256": "abc"}, "model_sha256"),
+        ({"family": "f" * 256}, "family"),
+        ({"bos": False}, "bos"),
+        ({"extra": 1}, "unknown"),
+    ],
+)
+def test_encode_header_refuses_values_that_do_not_fit(change, match):
+    header = {
+        "model_sha256": "00" * 32,
+        "num_tokens": 1,
+        "num_bytes": 1,
+        "window_tokens": 8,
+        "vocab_size": 10,
+        "bos_id": 0,
+        "threads": 1,
+        "crc32": 0,
+    }
+    archive.encode_header(header)
+    with pytest.raises(ValueError, match=match):
+        archive.encode_header({**header, **change})
 
 
 def test_a_different_model_is_refused(files):
@@ -164,13 +225,46 @@ def test_a_different_model_is_refused(files):
 def test_doctored_headers_and_codes_are_refused(files):
     header, code, patch = archive.read_header(_archive(files))
     del header["crc32"]
-    with pytest.raises(UserError, match="lacks crc32"):
-        archive.read_header(_reframe(header, code, patch))
+    with pytest.raises(ValueError, match="lacks crc32"):
+        archive.encode_header(header)
     header, code, patch = archive.read_header(_archive(files))
+    head = archive.encode_header(header)
+    for blob, match in [
+        (_reframe(head[:20], b"", b""), "^truncated archive$"),  # shorter than any archive
+        (_reframe(head[:-2] + b"\xff\xff", code, patch), r"^corrupt archive \(header truncated\)$"),
+        (
+            _reframe(archive.encode_header({**header, "size": None})[:-3] + b"\x01\xff\x00\x00", code, patch),
+            "size is not UTF-8",
+        ),
+        (_reframe({**header, "window_tokens": 0}, code, patch), "window or thread count is zero"),
+    ]:
+        with pytest.raises(UserError, match=match) as error:
+            archive.read_header(blob)
+        assert "\n" not in str(error.value)
+    body = archive.MAGIC + head + struct.pack(">I", len(code) + 1) + code  # a code length past the end
+    with pytest.raises(UserError, match="code length exceeds"):
+        archive.read_header(body + struct.pack(">I", zlib.crc32(body)))
     bad = bytes(b ^ 0x5A for b in code)  # a different code under a valid checksum: decodes to other text
     (files / "code.elz").write_bytes(_reframe(header, bad, patch))
     with pytest.raises(UserError, match="checksum|corrupt"):
         archive.decompress_file(files / "code.elz", files / "out.txt")
+    assert not (files / "out.txt").exists()
+
+
+@pytest.mark.parametrize("version", [1, 3])
+def test_other_format_versions_are_refused(files, version):
+    header, code, patch = archive.read_header(_archive(files))
+    if version == 1:  # format 1 as it was written: magic "ELZ\x01", a JSON header, 8-byte code length
+        head = json.dumps({**header, "format": 1}, separators=(",", ":"), sort_keys=True).encode()
+        body = b"ELZ\x01" + struct.pack(">I", len(head)) + head + struct.pack(">Q", len(code)) + code
+        body += struct.pack(">I", len(patch)) + patch
+        blob = body + struct.pack(">I", zlib.crc32(body))
+    else:
+        blob = _reframe({**header, "format": version}, code, patch)
+    (files / "old.elz").write_bytes(blob)
+    with pytest.raises(UserError, match=f"archive format {version} is not supported \\(this is 2\\)") as error:
+        archive.decompress_file(files / "old.elz", files / "out.txt")
+    assert "\n" not in str(error.value)
     assert not (files / "out.txt").exists()
 
 
