@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import elasticity.config
 from elasticity import models, paper, results, verdicts
-from elasticity.config import UserError, check_types
+from elasticity.config import UserError
 from elasticity.experiments import rebound
 
 NAME = "model_size"
@@ -14,17 +14,13 @@ CHAPTER = "model_size"
 
 
 @dataclass(frozen=True)
-class Config(rebound.Protocol):
+class Config(rebound.Sweep):
     """The rebound protocol (see `rebound.Protocol`) on one task, for each model size of a family."""
 
-    positive_sizes: tuple[int, ...] = (50, 500)  # positive SFT examples (paper: 1k ... 10k)
-    task: str = "sentiment"  # key of data.TASKS (paper: IMDb)
     sizes: tuple[str, ...] | None = None  # keys of models.sizes(family), smallest first; None: all of them
 
     def __post_init__(self) -> None:
-        check_types(self)
-        self._check_protocol()
-        self._check_tasks((self.task,))
+        self._check_sweep()
         for size in self.sizes or ():
             elasticity.config.choice(f"size of family {self.family!r}", size, models.sizes(self.family))
         if self.sizes is not None and (not self.sizes or len(set(self.sizes)) != len(self.sizes)):
@@ -36,20 +32,14 @@ class Config(rebound.Protocol):
         return self.sizes or tuple(models.sizes(self.family))
 
 
-PRESETS = {
-    # The paper's sizes divided by 20 (as in the rebound chapter); two positive sizes, the ends of its grid.
-    "default": Config(),
-    "smoke": Config(positive_sizes=(8,), negative_sizes=(4, 8, 16), initial_negative=8, num_prompts=4,
-                    max_new_tokens=6, kl_texts=4, batch_size=4, max_length=32, seeds=(0, 1)),
-}
+# The paper's sizes divided by 20 (as in the rebound chapter).
+PRESETS = {"default": Config(), "smoke": Config(**rebound.SWEEP_SMOKE)}
 
 
 def config(**overrides) -> Config:
     """The preset of the current scale (`ELASTICITY_SCALE`) with the non-None overrides (a family other
     than tiny gets `rebound.PRETRAINED_LEARNING_RATE` unless told otherwise)."""
-    base = PRESETS[elasticity.config.scale()]
-    overrides = rebound.family_defaults(overrides.get("family") or base.family, overrides)
-    return elasticity.config.replace(base, **overrides)
+    return rebound.preset_config(PRESETS, overrides)
 
 
 def run(cfg: Config) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 
 import elasticity.config
 from elasticity import models, paper, results, verdicts
-from elasticity.config import UserError, check_types
+from elasticity.config import UserError
 from elasticity.experiments import rebound
 
 NAME = "pretraining_volume"
@@ -17,20 +17,16 @@ CHAPTER = "pretraining_volume"
 
 
 @dataclass(frozen=True)
-class Config(rebound.Protocol):
+class Config(rebound.Sweep):
     """The rebound protocol (see `rebound.Protocol`) on one task, for pre-training checkpoints of one model."""
 
-    positive_sizes: tuple[int, ...] = (50, 500)  # positive SFT examples (paper: 1k ... 10k)
-    task: str = "sentiment"  # key of data.TASKS (paper: IMDb)
     size: str | None = None  # key of models.sizes(family); None: the family's default size
     budgets: tuple[int, ...] | None = None  # pre-training tokens of the checkpoints; None: see max_budgets
     max_budgets: int = 3  # with budgets None: this many of models.budgets(family), smallest and largest included
     threshold_fraction: float = 0.25  # "barely moves": initial drop at the smallest budget <= this x the largest's
 
     def __post_init__(self) -> None:
-        check_types(self)
-        self._check_protocol()
-        self._check_tasks((self.task,))
+        self._check_sweep()
         if self.size is not None:
             elasticity.config.choice(f"size of family {self.family!r}", self.size, models.sizes(self.family))
         if self.budgets is not None:
@@ -57,20 +53,14 @@ class Config(rebound.Protocol):
         return tuple(available[i] for i in sorted(set(picks)))
 
 
-PRESETS = {
-    # The paper's sizes divided by 20 (as in the rebound chapter); two positive sizes, the ends of its grid.
-    "default": Config(),
-    "smoke": Config(positive_sizes=(8,), negative_sizes=(4, 8, 16), initial_negative=8, num_prompts=4,
-                    max_new_tokens=6, kl_texts=4, batch_size=4, max_length=32, seeds=(0, 1)),
-}
+# The paper's sizes divided by 20 (as in the rebound chapter).
+PRESETS = {"default": Config(), "smoke": Config(**rebound.SWEEP_SMOKE)}
 
 
 def config(**overrides) -> Config:
     """The preset of the current scale (`ELASTICITY_SCALE`) with the non-None overrides (a family other
     than tiny gets `rebound.PRETRAINED_LEARNING_RATE` unless told otherwise)."""
-    base = PRESETS[elasticity.config.scale()]
-    overrides = rebound.family_defaults(overrides.get("family") or base.family, overrides)
-    return elasticity.config.replace(base, **overrides)
+    return rebound.preset_config(PRESETS, overrides)
 
 
 def judge_threshold(trend, cfg: Config) -> verdicts.Verdict:

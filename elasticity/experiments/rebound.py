@@ -107,6 +107,26 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class Sweep(Protocol):
+    """The rebound protocol on one task, repeated over models: the base of the model-size and pre-training
+    volume experiments, which add the models swept (sizes, token budgets). Two positive sizes by default,
+    the ends of the rebound chapter's grid."""
+
+    positive_sizes: tuple[int, ...] = (50, 500)  # positive SFT examples (paper: 1k ... 10k)
+    task: str = "sentiment"  # key of data.TASKS (paper: IMDb)
+
+    def _check_sweep(self) -> None:
+        check_types(self)
+        self._check_protocol()
+        self._check_tasks((self.task,))
+
+
+# The smoke-scale preset of a `Sweep` (the rebound chapter's smoke preset, one positive size).
+SWEEP_SMOKE = dict(positive_sizes=(8,), negative_sizes=(4, 8, 16), initial_negative=8, num_prompts=4,
+                   max_new_tokens=6, kl_texts=4, batch_size=4, max_length=32, seeds=(0, 1))
+
+
+@dataclass(frozen=True)
 class Config(Protocol):
     """The rebound experiment: both tasks, one model, every positive size, SFT (and DPO) reverse steps."""
 
@@ -164,6 +184,13 @@ def family_defaults(family: str, overrides: dict) -> dict:
     if out.get("learning_rate") is None:
         out["learning_rate"] = PRETRAINED_LEARNING_RATE
     return out
+
+
+def preset_config(presets: dict, overrides: dict):
+    """`presets[scale]` with the non-None `overrides`, the learning rates of a pre-trained family filled in
+    (`family_defaults`); the `config` function of the model-size and pre-training-volume experiments."""
+    base = presets[elasticity.config.scale()]
+    return elasticity.config.replace(base, **family_defaults(overrides.get("family") or base.family, overrides))
 
 
 def config(**overrides) -> Config:
