@@ -123,7 +123,7 @@ FAMILIES: dict[str, Family] = {
                              budgets=dict(_TINYLLAMA)),
 }
 
-DEFAULT_TINY_SIZE = "m"  # the tiny size experiments use unless told otherwise (1M parameters)
+DEFAULT_TINY_SIZE = "l"  # the tiny size experiments use unless told otherwise (1.05M parameters)
 
 
 def family(name: str | Family) -> Family:
