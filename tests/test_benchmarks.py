@@ -203,3 +203,11 @@ def test_gpu_dry_run_on_cpu(gpu, tmp_path, monkeypatch, capsys):
     assert record["tokens"]["train_full"] > 0 and record["tokens"]["forward"] > 0
     assert record["counted_tflop"] > 0 and record["fraction_of_measured_peak"] > 0
     assert record["meets_targets"] == {} and record["nominal_bf16_peak_tflops"] is None
+
+
+def test_units_done_counts_finished_rebound_units(gpu, tmp_path):
+    for kind, names in (("rebound-base", ["a", "b"]), ("rebound-unit", ["c", ".tmp-d"]), ("other", ["e"])):
+        for name in names:
+            (tmp_path / "results" / kind / name).mkdir(parents=True)
+    (tmp_path / "results" / "rebound-unit" / "c.lock").touch()
+    assert gpu.units_done(tmp_path) == 3
