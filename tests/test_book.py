@@ -69,7 +69,7 @@ def test_broken_cell_fails_the_build_but_writes_html(tmp_path):
     shutil.copy(ROOT / "book" / "references.bib", source / "book" / "references.bib")
     (source / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/broken\n")
     (source / "book" / "intro.md").write_text("# Intro\n\nA page {cite}`ji2025resist`.\n")
-    header = (ROOT / "book" / "status.md").read_text().split("(status)=")[0]
+    header = (ROOT / "report" / "status.md").read_text().split("(status)=")[0]
     (source / "book" / "broken.md").write_text(header + "# Broken\n\n```{code-cell} ipython3\n1 / 0\n```\n")
     completed = _build(source, tmp_path / "out", dict(os.environ))
     assert completed.returncode != 0

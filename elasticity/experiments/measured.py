@@ -67,7 +67,7 @@ class Config:
     """
 
     family: str = "tiny"  # a family pre-trained here (tiny): |D_p| must be known
-    size: str | None = None  # key of models.sizes(family): the architecture; None: the family's first size
+    size: str | None = None  # key of models.sizes(family): the architecture; None: the family's default size
     alignment_sizes: tuple[int, ...] = (360, 120, 36)  # |D_a|, examples; k = 3 part_size / |D_a|
     l_values: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5)  # |D_t| / |D_a|, each > 0
     seeds: tuple[int, ...] = (0, 1, 2)  # one replicate (D_a, D_t draws and training order) per seed
