@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import tempfile
@@ -371,8 +372,6 @@ def _negative_run(u: Unit, model, tokenizer, negative: list[data.Example], rejec
 
 def _dpo_run(u: Unit, model, tokenizer, pairs: list[dict], evaluate) -> list[dict]:
     """The reverse step by DPO (trl's DPOTrainer), the positive model its own frozen reference."""
-    import copy
-
     import datasets
     from transformers import PrinterCallback, TrainerCallback
     from trl import DPOConfig, DPOTrainer
@@ -420,7 +419,7 @@ def _compute_unit(u: Unit) -> dict:
 
     base, tokenizer = _load(u)
     base.eval()
-    model, _ = _load(u)
+    model = copy.deepcopy(base)  # the model to fine-tune: the same weights without a second load from disk
 
     def evaluate(m) -> dict:
         out = _evaluate(m, tokenizer, task, prompts, u.seed, u.max_new_tokens, u.device)
