@@ -27,6 +27,18 @@ TARGETS = {"clean_s": 1800.0, "warm_s": 30.0, "peak_rss_gb": 4.0}
 LATEST = Path(__file__).resolve().parent / "latest" / "book.json"
 
 
+def machine() -> dict:
+    """The CPU model, CPU count, platform and Python version of this machine."""
+    name = platform.processor() or platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"platform": platform.platform(), "cpu": name, "cpu_count": os.cpu_count(),
+            "python": platform.python_version()}
+
+
 def page_seconds(output: Path) -> dict[str, float]:
     """Execution seconds of each executed page, from the build's Jupyter cache (empty if unreadable)."""
     try:
@@ -86,8 +98,11 @@ def main() -> None:
         "ratios_to_target": {"clean": round(clean["wall_s"] / TARGETS["clean_s"], 3),
                              "warm": round(warm["wall_s"] / TARGETS["warm_s"], 3),
                              "peak_rss": round(peak / TARGETS["peak_rss_gb"], 3)},
-        "targets": TARGETS, "cpu_count": os.cpu_count(), "machine": platform.platform(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        "targets": TARGETS,
+        "meets_targets": {"clean <= 1800 s": bool(clean["exit"] == 0 and clean["wall_s"] <= TARGETS["clean_s"]),
+                          "warm <= 30 s": bool(warm["exit"] == 0 and warm["wall_s"] <= TARGETS["warm_s"]),
+                          "peak RSS <= 4 GB": bool(peak <= TARGETS["peak_rss_gb"])},
+        "machine": machine(), "load_average_1m": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result))
     if args.output:
