@@ -7,6 +7,7 @@ is printed as "not computed yet". Run `make book` first.
 """
 
 import argparse
+import math
 import re
 import subprocess
 import sys
@@ -25,10 +26,11 @@ def markdown_table() -> str:
     lines = [f"Computed at commit `{commit}`, scale `{config.scale()}`, family `tiny` (CPU).", "",
              "| claim (paper source) | ours | paper | verdict |", "|---|---|---|---|"]
     def cell(text) -> str:
-        return str(text or "-").replace("|", "\\|")  # a bare | would end the cell
+        missing = text is None or text == "" or (isinstance(text, float) and math.isnan(text))
+        return "-" if missing else str(text).replace("|", "\\|")  # a bare | would end the cell
 
     for row in frame.to_dict("records"):
-        outcome = row["outcome"] or row["status"]
+        outcome = row["outcome"] if row["status"] == registry.STATUS_COMPUTED else row["status"]
         lines.append(f"| {row['claim']} ({row['source']}) | {cell(row['ours'])} | {cell(row['paper'])} | {outcome} |")
     return "\n".join(lines)
 
