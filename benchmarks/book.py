@@ -13,7 +13,6 @@ Usage: python benchmarks/book.py [--keep DIR] [--no-write | --output PATH]
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,15 +27,10 @@ LATEST = Path(__file__).resolve().parent / "latest" / "book.json"
 
 
 def machine() -> dict:
-    """The CPU model, CPU count, platform and Python version of this machine."""
-    name = platform.processor() or platform.machine()
-    try:
-        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"platform": platform.platform(), "cpu": name, "cpu_count": os.cpu_count(),
-            "python": platform.python_version()}
+    """This machine, as `elasticity.machine.describe` gives it."""
+    from elasticity.machine import describe
+
+    return describe()
 
 
 def page_seconds(output: Path) -> dict[str, float]:

@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import time
 import zlib
 from pathlib import Path
@@ -63,20 +62,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def machine() -> dict:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu": name,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
+    """This machine, as `elasticity.machine.describe` gives it."""
+    from elasticity.machine import describe
+
+    return describe()
 
 
 def main(argv=None) -> dict:

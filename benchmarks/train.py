@@ -37,7 +37,6 @@ import copy
 import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -324,18 +323,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def machine() -> dict:
-    import psutil
+    """This machine, as `elasticity.machine.describe` gives it."""
+    from elasticity.machine import describe
 
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": name, "cpu_count": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version()}
+    return describe()
 
 
 def engine_source() -> dict:

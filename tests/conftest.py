@@ -7,6 +7,8 @@ few milliseconds, and every model is built from a `LlamaConfig`.
 import pytest
 import torch
 
+from elasticity.data import Example
+
 LINES = [
     "the film is a delight from start to finish, warm and funny.",
     "a dull, plodding mess that never finds its footing.",
@@ -15,6 +17,16 @@ LINES = [
     "pack my box with five dozen liquor jugs.",
     "an honest, moving portrait of a family under strain.",
     "Question: what is the capital of France?\nAnswer: Paris.",
+]
+
+# Prompt/response pairs for fine-tuning tests (an empty prompt: the loss covers the whole text).
+EXAMPLES = [
+    Example("the film is", " a delight from start to finish."),
+    Example("a dull,", " plodding mess that never finds its footing."),
+    Example("", "the quick brown fox jumps over the lazy dog."),
+    Example("an honest,", " moving portrait of a family."),
+    Example("pack my box", " with five dozen liquor jugs."),
+    Example("Question: what is the capital of France?\nAnswer:", " Paris."),
 ]
 
 

@@ -7,20 +7,11 @@ import textwrap
 
 import pytest
 import torch
-from conftest import make_model
+from conftest import EXAMPLES, make_model
 
 from elasticity import finetune
 from elasticity.config import UserError
 from elasticity.data import Example
-
-EXAMPLES = [
-    Example("the film is", " a delight from start to finish."),
-    Example("a dull,", " plodding mess that never finds its footing."),
-    Example("", "the quick brown fox jumps over the lazy dog."),
-    Example("an honest,", " moving portrait of a family."),
-    Example("pack my box", " with five dozen liquor jugs."),
-    Example("Question: what is the capital of France?\nAnswer:", " Paris."),
-]
 
 
 def cfg(**overrides) -> finetune.FinetuneConfig:

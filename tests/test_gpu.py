@@ -7,23 +7,14 @@ non-deterministic reduction in the coder), not rounding.
 
 import pytest
 import torch
-from conftest import make_model
+from conftest import EXAMPLES, make_model
 from test_models import local_family
 
 from elasticity import archive, finetune, generate, models, scoring
 from elasticity.config import UserError
-from elasticity.data import Example
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
-EXAMPLES = [
-    Example("the film is", " a delight from start to finish."),
-    Example("a dull,", " plodding mess that never finds its footing."),
-    Example("", "the quick brown fox jumps over the lazy dog."),
-    Example("an honest,", " moving portrait of a family."),
-    Example("pack my box", " with five dozen liquor jugs."),
-    Example("Question: what is the capital of France?\nAnswer:", " Paris."),
-]
 TEXTS = [e.prompt + e.response for e in EXAMPLES]
 
 
