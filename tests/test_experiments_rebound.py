@@ -229,3 +229,5 @@ def test_paper_table3_text_comes_from_the_paper_module():
     for model in table["model"].unique():
         assert model in text
     assert f"{table['negative_to_epsilon'].iloc[0]}" in text
+    sizes = f"(positive sizes {table['positive_size'].min():,} -> {table['positive_size'].max():,})"
+    assert text.endswith(sizes)  # the sentence is whole, not cut after "(positive sizes"

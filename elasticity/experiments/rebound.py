@@ -682,8 +682,8 @@ def _paper_table3_text() -> str:
         g = g.sort_values("positive_size")
         parts.append(f"{model}: KL {g['kl_to_base'].iloc[0]:.2f} -> {g['kl_to_base'].iloc[-1]:.2f}, "
                      f"{g['negative_to_epsilon'].iloc[0]} -> {g['negative_to_epsilon'].iloc[-1]} unsafe examples")
-    return "; ".join(parts) + f" to return below {paper.TABLE3_EPSILON:g} (positive sizes "
-    f"{t['positive_size'].min():,} -> {t['positive_size'].max():,})"
+    return ("; ".join(parts) + f" to return below {paper.TABLE3_EPSILON:g} (positive sizes "
+            f"{t['positive_size'].min():,} -> {t['positive_size'].max():,})")
 
 
 def judge_kl_table(table: pd.DataFrame, chapter: str, epsilon: float) -> list[verdicts.Verdict]:
