@@ -122,7 +122,7 @@ class Sweep(Protocol):
         self._check_tasks((self.task,))
 
 
-# The smoke-scale preset of a `Sweep` (the rebound chapter's smoke preset, one positive size).
+# The smoke-scale protocol: a `Sweep`'s smoke preset, and the rebound chapter's with a second positive size.
 SWEEP_SMOKE = dict(positive_sizes=(8,), negative_sizes=(4, 8, 16), initial_negative=8, num_prompts=4,
                    max_new_tokens=6, kl_texts=4, batch_size=4, max_length=32, seeds=(0, 1))
 
@@ -165,9 +165,7 @@ PRESETS = {
     # The paper's sizes divided by 20 (positive 1k..10k -> 50..500; negative 100..2,000 -> 5..100), which
     # keeps every ratio (positive:negative, and the spacing of each grid) and fits the CPU time budget.
     "default": Config(),
-    "smoke": Config(positive_sizes=(8, 16), negative_sizes=(4, 8, 16), initial_negative=8, num_prompts=4,
-                    max_new_tokens=6, kl_texts=4, batch_size=4, max_length=32, seeds=(0, 1),
-                    dpo_positive_sizes=(8, 16)),
+    "smoke": Config(**{**SWEEP_SMOKE, "positive_sizes": (8, 16)}, dpo_positive_sizes=(8, 16)),
 }
 
 
@@ -201,14 +199,12 @@ def config(**overrides) -> Config:
     `PRETRAINED_DPO_LEARNING_RATE`) unless told otherwise; a hub family (not tiny or smollm2-135m) runs
     the paper's tasks (IMDb, BeaverTails) when `tasks` is unset.
     """
-    base = PRESETS[elasticity.config.scale()]
-    family = overrides.get("family") or base.family
-    overrides = family_defaults(family, overrides)
+    family = overrides.get("family") or PRESETS[elasticity.config.scale()].family
     if family != "tiny" and overrides.get("dpo_learning_rate") is None:
         overrides["dpo_learning_rate"] = PRETRAINED_DPO_LEARNING_RATE
     if overrides.get("tasks") is None and family not in ("tiny", "smollm2-135m"):
         overrides = {**overrides, "tasks": PAPER_TASKS, "dpo_task": PAPER_TASKS[0], "kl_task": PAPER_TASKS[1]}
-    return elasticity.config.replace(base, **overrides)
+    return preset_config(PRESETS, overrides)
 
 
 # ---------------------------------------------------------------------------------------------------------
