@@ -22,7 +22,6 @@ import json
 import math
 import os
 import time
-import zlib
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,20 +29,15 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from elasticity import archive, coding, compression, data, models  # noqa: E402
+from elasticity import archive, coding, compression, models  # noqa: E402
+from elasticity.machine import describe as describe_machine  # noqa: E402
 
 LATEST = Path(__file__).resolve().parent / "latest" / "coder.json"
 
 
 def held_out_text(num_bytes: int) -> str:
-    """The eval split of the pre-training corpus, documents joined by blank lines, cut to `num_bytes`."""
-    out, total = [], 0
-    for doc in data.pretraining_corpus("eval"):
-        out.append(doc)
-        total += len(doc.encode()) + 2
-        if total >= num_bytes:
-            break
-    return "\n\n".join(out).encode()[:num_bytes].decode("utf-8", errors="ignore")
+    """The held-out text coded: the eval documents of the pre-training corpus, cut to `num_bytes`."""
+    return compression.held_out_text("pretraining-corpus", num_bytes)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,13 +53,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.bytes < 1:
         parser.error("--bytes must be positive")
     return args
-
-
-def machine() -> dict:
-    """This machine, as `elasticity.machine.describe` gives it."""
-    from elasticity.machine import describe
-
-    return describe()
 
 
 def main(argv=None) -> dict:
@@ -115,22 +102,9 @@ def main(argv=None) -> dict:
     code = encoder.finish()
     code_s += time.perf_counter() - t0
     encode_cpu_per_wall = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
-    header = {"family": args.family, "size": args.size, "checkpoint": args.checkpoint}
-    header_bytes = len(
-        archive.encode_header(
-            {
-                **header,
-                "model_sha256": archive.model_sha256(model, tokenizer),
-                "num_tokens": len(ids),
-                "num_bytes": len(raw),
-                "window_tokens": window,
-                "vocab_size": vocab,
-                "bos_id": tokenizer.bos_token_id,
-                "threads": torch.get_num_threads(),
-                "crc32": zlib.crc32(raw),
-            }
-        )
-    )
+    names = {"family": args.family, "size": args.size, "checkpoint": args.checkpoint}
+    header_bytes = len(archive.encode_header(archive.header_record(raw, len(ids), model, tokenizer, window, vocab,
+                                                                   names)))
 
     result = {
         "benchmark": "coder",
@@ -194,7 +168,7 @@ def main(argv=None) -> dict:
             "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "load_average": {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]},
             "wall_s": round(time.perf_counter() - started, 1),
-            "machine": machine(),
+            "machine": describe_machine(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "coder_source": {

@@ -269,21 +269,10 @@ def compress_bytes(
     patch = _make_patch(_detokenize(tokenizer, ids), data)
     window = compression.window_tokens_for(model, window_tokens)
     vocab = compression.vocab_size_of(model)
-    threads = torch.get_num_threads()
+    record = header_record(data, len(ids), model, tokenizer, window, vocab, names)
+    threads = record["threads"]
     try:
-        head_bytes = encode_header(
-            {
-                **names,
-                "model_sha256": model_sha256(model, tokenizer),
-                "num_tokens": len(ids),
-                "num_bytes": len(data),
-                "window_tokens": window,
-                "vocab_size": vocab,
-                "bos_id": tokenizer.bos_token_id,
-                "threads": threads,
-                "crc32": zlib.crc32(data),
-            }
-        )
+        head_bytes = encode_header(record)
     except ValueError as error:
         raise UserError(f"cannot write the archive header: {error}") from None
     was_training = model.training
@@ -332,6 +321,15 @@ def _stats(
         "patch_bytes": patch_bytes,
         "num_tokens": num_tokens,
     }
+
+
+def header_record(data: bytes, num_tokens: int, model, tokenizer, window: int, vocab: int,
+                  names: dict | None = None) -> dict:
+    """The header's fields for `data` coded as `num_tokens` tokens by this model with this process's threads
+    (what `encode_header` packs); `names`: family, size, checkpoint."""
+    return {**(names or {}), "model_sha256": model_sha256(model, tokenizer), "num_tokens": num_tokens,
+            "num_bytes": len(data), "window_tokens": window, "vocab_size": vocab, "bos_id": tokenizer.bos_token_id,
+            "threads": torch.get_num_threads(), "crc32": zlib.crc32(data)}
 
 
 def encode_header(header: dict) -> bytes:

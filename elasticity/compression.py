@@ -365,6 +365,7 @@ def _code_with(name: str, kind: str, model, tokenizer, raw: bytes, round_trip: b
     ideal = float(code_lengths_bits(model, tokenizer, [raw.decode("utf-8", errors="replace")])[0])
     return {"compressor": name, "kind": kind, "bytes": len(raw), "file_bits": 8 * stats["bytes_out"],
             "code_bits": stats["code_bits"], "nll_bits": stats["nll_bits"], "batched_nll_bits": ideal,
+            "header_bytes": stats["header_bytes"], "patch_bytes": stats["patch_bytes"],
             "num_tokens": stats["num_tokens"], "round_trip": ok, "seconds": stats["seconds"]}
 
 
