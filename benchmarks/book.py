@@ -22,15 +22,10 @@ from pathlib import Path
 
 import psutil
 
+from elasticity.machine import describe as describe_machine
+
 TARGETS = {"clean_s": 1800.0, "warm_s": 30.0, "peak_rss_gb": 4.0}
 LATEST = Path(__file__).resolve().parent / "latest" / "book.json"
-
-
-def machine() -> dict:
-    """This machine, as `elasticity.machine.describe` gives it."""
-    from elasticity.machine import describe
-
-    return describe()
 
 
 def page_seconds(output: Path) -> dict[str, float]:
@@ -96,7 +91,7 @@ def main() -> None:
         "meets_targets": {"clean <= 1800 s": bool(clean["exit"] == 0 and clean["wall_s"] <= TARGETS["clean_s"]),
                           "warm <= 30 s": bool(warm["exit"] == 0 and warm["wall_s"] <= TARGETS["warm_s"]),
                           "peak RSS <= 4 GB": bool(peak <= TARGETS["peak_rss_gb"])},
-        "machine": machine(), "load_average_1m": round(os.getloadavg()[0], 2),
+        "machine": describe_machine(), "load_average_1m": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result))
     if args.output:

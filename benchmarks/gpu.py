@@ -107,18 +107,6 @@ class FlopCounter:
         model.register_forward_pre_hook(hook, with_kwargs=True)
 
 
-def drop_gguf_quantizer(model) -> None:
-    """Forget the GGUF "quantizer" the float32 copy of SmolLM2 still carries (its config.json keeps
-    quantization_config with quant_method gguf): with it, trl's DPOTrainer (the rebound's DPO ablation)
-    refuses to train the model. No weight and no forward pass changes."""
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
-    if getattr(model, "is_quantized", False):
-        model.is_quantized = False
-    if getattr(model.config, "quantization_config", None) is not None:
-        del model.config.quantization_config
-
-
 @contextlib.contextmanager
 def counting_loads(counter: FlopCounter):
     """Attach `counter` to every model `elasticity.models.load` returns while the context is open."""
@@ -128,7 +116,6 @@ def counting_loads(counter: FlopCounter):
 
     def load(*args, **kwargs):
         model, tokenizer = original(*args, **kwargs)
-        drop_gguf_quantizer(model.get_base_model() if hasattr(model, "get_base_model") else model)
         counter.attach(model.get_base_model() if hasattr(model, "get_base_model") else model)
         return model, tokenizer
 

@@ -49,6 +49,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from elasticity.machine import describe as describe_machine  # noqa: E402
+
 LATEST = Path(__file__).resolve().parent / "latest" / "train.json"
 TARGETS = {"engine_over_trainer": 1.0, "tiny_fraction_of_peak": 0.5}
 TASK = "sentiment"  # the rebound task whose (negative) training examples both sides train on
@@ -91,23 +93,7 @@ def load_model(setting: Setting):
         model = LlamaForCausalLM(pretrain.llama_config(cfg, tokenizer))
         return model, tokenizer, f"tiny-{size} (hidden {cfg.hidden_size}, {cfg.num_layers} layers), random init"
     model, tokenizer = models.load("smollm2-135m")
-    drop_gguf_quantizer(model)
     return model, tokenizer, "smollm2-135m (SmolLM2-135M-Instruct, float32)"
-
-
-def drop_gguf_quantizer(model) -> None:
-    """Forget the GGUF "quantizer" a model converted from GGUF still carries (its weights are plain float32).
-
-    The cached float32 copy of SmolLM2 keeps `quantization_config` (quant_method gguf) in its config.json, so
-    transformers attaches a GgufHfQuantizer on load and `Trainer` refuses to train it ("quantized with GGUF");
-    the engine's loop does not look. Dropping it changes no weight and no forward pass.
-    """
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
-    if getattr(model, "is_quantized", False):
-        model.is_quantized = False  # an instance attribute, set at load
-    if getattr(model.config, "quantization_config", None) is not None:
-        del model.config.quantization_config
 
 
 def training_examples(n: int):
@@ -322,13 +308,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def machine() -> dict:
-    """This machine, as `elasticity.machine.describe` gives it."""
-    from elasticity.machine import describe
-
-    return describe()
-
-
 def engine_source() -> dict:
     """Which `elasticity.finetune` was measured: its file and the SHA-256 of its source (first 16 hex digits)."""
     import hashlib
@@ -396,7 +375,7 @@ def main(argv=None) -> dict:
         "valid": bool(cpu_per_wall >= 0.8 * threads),
         "load_average": {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]},
         "wall_s": round(time.perf_counter() - start, 1),
-        "machine": machine(),
+        "machine": describe_machine(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "engine_source": engine_source(),
