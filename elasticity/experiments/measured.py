@@ -149,8 +149,8 @@ def _check_distinct_positive(name: str, values: tuple, *, minimum: int, allow_ze
 
 
 PRESETS = {
-    # k = 10, 30, 100 (a 10x span), four perturbation sizes, three seeds: about 4 minutes of one CPU core
-    # (measured: 289 s of CPU time with l up to 1.0, which this preset drops; 17.6 min wall on a shared machine).
+    # k = 10, 30, 100 (a 10x span), four perturbation sizes, three seeds: the chapter took 149 to 166 s in
+    # clean default builds on 2 quiet cores (benchmarks/latest/book.json).
     "default": Config(),
     # Seconds, for the test suite's book build: the same pipeline on a few dozen examples.
     "smoke": Config(alignment_sizes=(40, 12), l_values=(0.1, 0.25), seeds=(0, 1), part_size=40,
