@@ -127,6 +127,65 @@ def counting_loads(counter: FlopCounter):
 
 
 # --------------------------------------------------------------------------------------------------
+# Where the time goes
+# --------------------------------------------------------------------------------------------------
+
+# The phases of a rebound unit, and the module functions that mark them (patched while the sweep runs).
+PHASES = {"load": ("elasticity.models", "load"), "sft": ("elasticity.finetune", "finetune"),
+          "dpo": ("elasticity.experiments.rebound", "_dpo_run"), "generate": ("elasticity.generate", "generate"),
+          "score": ("elasticity.scoring", "score"), "kl": ("elasticity.scoring", "kl_divergence"),
+          "kl_base": ("elasticity.scoring", "text_log_probs")}
+
+
+class PhaseClock:
+    """Wall seconds of the sweep spent in each phase; nested calls (the evaluations inside a fine-tune) count
+    in the innermost phase only, so the phases and "other" (caching, data, Python) add up to the sweep.
+    On CUDA the clock synchronizes at every phase boundary, so that queued kernels count where they ran."""
+
+    def __init__(self, sync=lambda: None) -> None:
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self._stack: list[str] = []
+        self._mark = time.perf_counter()
+        self._sync = sync
+
+    def _switch(self, push: str | None) -> None:
+        self._sync()
+        now = time.perf_counter()
+        if self._stack:
+            self.seconds[self._stack[-1]] += now - self._mark
+        self._mark = now
+        if push is None:
+            self._stack.pop()
+        else:
+            self._stack.append(push)
+
+    def timed(self, phase: str, fn):
+        def wrapper(*args, **kwargs):
+            self._switch(phase)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._switch(None)
+        return wrapper
+
+    @contextlib.contextmanager
+    def patched(self):
+        """Time every phase function while the context is open (the originals are restored after)."""
+        import importlib
+
+        originals = []
+        for phase, (module_name, attr) in PHASES.items():
+            module = importlib.import_module(module_name)
+            originals.append((module, attr, getattr(module, attr)))
+            setattr(module, attr, self.timed(phase, getattr(module, attr)))
+        try:
+            yield self
+        finally:
+            for module, attr, fn in reversed(originals):
+                setattr(module, attr, fn)
+
+
+# --------------------------------------------------------------------------------------------------
 # Peak
 # --------------------------------------------------------------------------------------------------
 
@@ -253,10 +312,11 @@ def run(args) -> dict:
         counter = FlopCounter()
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16-autocast"
                     else contextlib.nullcontext())
+        clock = PhaseClock(torch.cuda.synchronize if device == "cuda" else (lambda: None))
         cpu_start, start = time.process_time(), time.perf_counter()
         previous = signal.signal(signal.SIGTERM, _stop)
         try:
-            with counting_loads(counter), autocast:
+            with clock.patched(), counting_loads(counter), autocast:
                 out = rebound.run(cfg)
             completed = True
         except Stopped:
@@ -284,6 +344,10 @@ def run(args) -> dict:
             "setup_s": round(setup_s, 1),
             "sweep_s": round(sweep_s, 1),
             "cpu_per_wall": round(cpu_s / sweep_s, 2),
+            # where the sweep's wall time went (each second once, in the innermost phase; "kl_base": the base
+            # model's log-probs, once per unit; "other": results cache, data, copies, Python)
+            "phases_s": {**{k: round(v, 1) for k, v in clock.seconds.items()},
+                         "other": round(sweep_s - sum(clock.seconds.values()), 1)},
             "tokens": counter.tokens,
             "counted_tflop": sig(counter.flops / 1e12),
             "achieved_tflops": sig(achieved / 1e12),

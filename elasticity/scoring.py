@@ -281,6 +281,57 @@ def _next_token_log_probs(model, ids: torch.Tensor, mask: torch.Tensor, where: t
     return torch.log_softmax(logits[:, :-1][where.to(device)].float(), dim=-1)
 
 
+def _kl_batches(tokenizer, texts: Sequence[str | Example], batch_size: int,
+                max_length: int | None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The texts as right-padded batches (ids, mask, where): `where[:, t]` marks the logits at position t,
+    which predict a counted token t + 1. Batches without a counted token are left out."""
+    encoded = [_scored_tokens(tokenizer, item, max_length) for item in texts]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out = []
+    for start in range(0, len(encoded), batch_size):
+        chunk = [e for e in encoded[start:start + batch_size] if any(e[1])]
+        if not chunk:
+            continue
+        ids, mask = _right_pad([e[0] for e in chunk], pad_id)
+        counted = torch.zeros_like(mask, dtype=torch.bool)
+        for row, (_, flags) in enumerate(chunk):
+            counted[row, : len(flags)] = torch.tensor(flags)
+        out.append((ids, mask, counted[:, 1:]))
+    return out
+
+
+@dataclass(frozen=True)
+class TextLogProbs:
+    """One model's log next-token distributions on fixed texts, kept to stand in for that model in many
+    `kl_divergence` calls on the same texts (the base model of a rebound run, read at every evaluation).
+
+    Memory: counted tokens x vocabulary float32 values, on the model's device (SmolLM2, 32 texts of 64
+    tokens: about 0.3 GB).
+    """
+
+    batches: tuple  # the `_kl_batches` the log-probs were computed on
+    log_probs: tuple  # per batch: (counted tokens, vocab) float32 tensor
+
+    def matches(self, batches) -> bool:
+        return len(batches) == len(self.batches) and all(
+            torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) for a, b in zip(batches, self.batches, strict=True))
+
+
+def text_log_probs(model, tokenizer, texts: Sequence[str | Example], *, batch_size: int = 16,
+                   max_length: int | None = None) -> TextLogProbs:
+    """`model`'s next-token log-probabilities on `texts` at the positions `kl_divergence` counts, to pass to
+    it in place of the model (same texts, batch_size and max_length)."""
+    batches = _kl_batches(tokenizer, texts, batch_size, max_length)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            log_probs = tuple(_next_token_log_probs(model, ids, mask, where) for ids, mask, where in batches)
+    finally:
+        model.train(was)
+    return TextLogProbs(tuple(batches), log_probs)
+
+
 def kl_divergence(
     p_model, q_model, tokenizer, texts: Sequence[str | Example], *, batch_size: int = 16,
     max_length: int | None = None,
@@ -297,7 +348,9 @@ def kl_divergence(
 
     Args:
         p_model, q_model: causal LMs with the same vocabulary (same tokenizer); p is usually the
-            fine-tuned model and q the base model (KL to base).
+            fine-tuned model and q the base model (KL to base). Either may be a `TextLogProbs` computed
+            by `text_log_probs` on the same texts with the same batch_size and max_length: the same
+            result without running that model again.
         tokenizer: the shared tokenizer.
         texts: strings or Examples.
         batch_size: texts per forward pass.
@@ -306,29 +359,25 @@ def kl_divergence(
     Returns:
         KL in nats per counted token (NaN if no token is counted).
     """
-    encoded = [_scored_tokens(tokenizer, item, max_length) for item in texts]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batches = _kl_batches(tokenizer, texts, batch_size, max_length)
+    sides = (p_model, q_model)
+    for side in sides:
+        if isinstance(side, TextLogProbs) and not side.matches(batches):
+            raise UserError("kl_divergence: the TextLogProbs given were computed on other texts, batch_size "
+                            "or max_length than this call's; compute them with the same arguments")
+    models_run = [m for m in sides if not isinstance(m, TextLogProbs)]
+    was = [m.training for m in models_run]
+    for m in models_run:
+        m.eval()
     total, count = 0.0, 0
-    p_was, q_was = p_model.training, q_model.training
-    p_model.eval()
-    q_model.eval()
     try:
         with torch.no_grad():
-            for start in range(0, len(encoded), batch_size):
-                chunk = [e for e in encoded[start:start + batch_size] if any(e[1])]
-                if not chunk:
-                    continue
-                ids, mask = _right_pad([e[0] for e in chunk], pad_id)
-                counted = torch.zeros_like(mask, dtype=torch.bool)
-                for row, (_, flags) in enumerate(chunk):
-                    counted[row, : len(flags)] = torch.tensor(flags)
-                # logits at position t-1 predict token t
-                where = counted[:, 1:]
-                log_p = _next_token_log_probs(p_model, ids, mask, where)
-                log_q = _next_token_log_probs(q_model, ids, mask, where).to(log_p.device)
-                total += float((log_p.exp() * (log_p - log_q)).sum())
+            for b, (ids, mask, where) in enumerate(batches):
+                log_p, log_q = (side.log_probs[b] if isinstance(side, TextLogProbs)
+                                else _next_token_log_probs(side, ids, mask, where) for side in sides)
+                total += float((log_p.exp() * (log_p - log_q.to(log_p.device))).sum())
                 count += int(where.sum())
     finally:
-        p_model.train(p_was)
-        q_model.train(q_was)
+        for m, training in zip(models_run, was, strict=True):
+            m.train(training)
     return total / count if count else float("nan")

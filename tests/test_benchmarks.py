@@ -203,6 +203,29 @@ def test_gpu_dry_run_on_cpu(gpu, tmp_path, monkeypatch, capsys):
     assert record["tokens"]["train_full"] > 0 and record["tokens"]["forward"] > 0
     assert record["counted_tflop"] > 0 and record["fraction_of_measured_peak"] > 0
     assert record["meets_targets"] == {} and record["nominal_bf16_peak_tflops"] is None
+    phases = record["phases_s"]
+    assert set(phases) == {*gpu.PHASES, "other"}
+    assert all(phases[k] > 0 for k in ("load", "sft", "dpo", "generate", "kl", "kl_base"))
+    assert sum(phases.values()) == pytest.approx(record["sweep_s"], abs=0.5)
+    from elasticity import models
+    assert models.load.__module__ == "elasticity.models"  # the phase functions are restored afterwards
+
+
+def test_phase_clock_counts_nested_time_in_the_innermost_phase(gpu, monkeypatch):
+    now = iter(range(100))
+    monkeypatch.setattr(gpu.time, "perf_counter", lambda: float(next(now)))
+    clock = gpu.PhaseClock()  # reads t=0
+
+    def generate():  # enters at t=2, leaves at t=3
+        return "text"
+
+    def finetune():  # enters at t=1, leaves at t=5: 1 s of its own before the call, 2 s after
+        assert clock.timed("generate", generate)() == "text"
+        next(now)
+        return 7
+
+    assert clock.timed("sft", finetune)() == 7
+    assert clock.seconds["sft"] == 3 and clock.seconds["generate"] == 1 and clock.seconds["kl"] == 0
 
 
 def test_units_done_counts_finished_rebound_units(gpu, tmp_path):

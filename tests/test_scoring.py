@@ -143,6 +143,20 @@ def test_kl_counts_only_response_tokens_of_examples(tokenizer):
     assert scoring.kl_divergence(p, q, tokenizer, [example.text]) == pytest.approx(plain, rel=1e-5)
 
 
+def test_kl_from_precomputed_log_probs_equals_kl_from_the_model(tokenizer):
+    p, q = tiny_llama(0, len(WORDS) + 2), tiny_llama(1, len(WORDS) + 2)
+    texts = ["the film was good", Example("I hated", " the plot and the story"), "a movie", "great"]
+    want = scoring.kl_divergence(p, q, tokenizer, texts, batch_size=3)
+    q_fixed = scoring.text_log_probs(q, tokenizer, texts, batch_size=3)
+    p_fixed = scoring.text_log_probs(p, tokenizer, texts, batch_size=3)
+    assert scoring.kl_divergence(p, q_fixed, tokenizer, texts, batch_size=3) == want  # bitwise: same tensors
+    assert scoring.kl_divergence(p_fixed, q, tokenizer, texts, batch_size=3) == want
+    with pytest.raises(UserError, match="other texts, batch_size or max_length"):
+        scoring.kl_divergence(p, q_fixed, tokenizer, texts, batch_size=2)
+    with pytest.raises(UserError, match="other texts"):
+        scoring.kl_divergence(p, q_fixed, tokenizer, texts[:2], batch_size=3)
+
+
 def test_kl_is_non_negative_on_random_models(tokenizer):
     rng = np.random.default_rng(0)
     for seed in range(3):
