@@ -198,6 +198,31 @@ def matmul_peak_flops(n: int, repeats: int = 5) -> dict:
     return {"flops": 2 * n**3 / best, "cpu_per_wall": ratio, "flops_per_cpu_s": repeats * 2 * n**3 / cpu}
 
 
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
+
+
+def profile_engine(model, tokenizer, examples, args, peak_flops: float) -> dict:
+    """Where one engine run's time goes (torch.profiler, one extra untimed run): the share of operator time
+    in matrix products, their own FLOP/s against the peak, and the largest other operators. It bounds what
+    any loop around these operators could reach: with every other operator free, the run would still take
+    the matmul time. The profiler adds a few microseconds per operator, so the small operators' share is
+    somewhat overstated."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        run_engine(model, tokenizer, examples, args, lora=False)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)  # microseconds, each operator's own time once
+    matmul = [e for e in events if e.key in MATMUL_OPS]
+    matmul_us = sum(e.self_cpu_time_total for e in matmul)
+    matmul_flops = sum(e.flops for e in matmul)
+    others = sorted((e for e in events if e.key not in MATMUL_OPS), key=lambda e: -e.self_cpu_time_total)
+    return {"matmul_share_of_time": round(matmul_us / total, 3),
+            "matmul_gflops": round(matmul_flops / (matmul_us * 1e-6) / 1e9, 2),
+            "matmul_fraction_of_peak": round(matmul_flops / (matmul_us * 1e-6) / peak_flops, 3),
+            "largest_other_ops": {e.key: round(e.self_cpu_time_total / total, 3) for e in others[:6]}}
+
+
 # --------------------------------------------------------------------------------------------------
 # The benchmark
 # --------------------------------------------------------------------------------------------------
@@ -252,6 +277,12 @@ def benchmark_setting(setting: Setting, n_examples: int, args, peaks: list[dict]
                      "cpu_s": [round(r["cpu_s"], 4) for r in runs],
                      "cpu_per_wall": round(median(r["cpu_per_wall"] for r in runs), 2),
                      "tokens_per_cpu_s": round(median(r["tokens_per_cpu_s"] for r in runs), 1)}
+    if not setting.lora:
+        model = copy.deepcopy(base)
+        model.train()
+        transformers.set_seed(0)
+        out["engine_profile"] = profile_engine(model, tokenizer, examples, args, median(p["flops"] for p in peaks))
+        log(f"{setting.name} profile: {out['engine_profile']}")
     out["engine_over_trainer"] = round(out["engine"]["tokens_per_s"] / out["trainer"]["tokens_per_s"], 3)
     out["engine_over_trainer_per_cpu_s"] = round(out["engine"]["tokens_per_cpu_s"]
                                                   / out["trainer"]["tokens_per_cpu_s"], 3)

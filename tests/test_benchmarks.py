@@ -125,6 +125,10 @@ def test_train_toy_run_prints_and_writes_consistent_json(train, tmp_path, monkey
     assert math.isclose(tiny["engine_over_trainer_per_cpu_s"],
                         tiny["engine"]["tokens_per_cpu_s"] / tiny["trainer"]["tokens_per_cpu_s"], rel_tol=1e-2)
     assert record["ratios"]["tiny-l engine/trainer"] == tiny["engine_over_trainer"]
+    profile = tiny["engine_profile"]  # where the engine's time goes: matmuls and the largest other operators
+    assert 0 < profile["matmul_share_of_time"] < 1 and profile["matmul_gflops"] > 0
+    assert set(profile["largest_other_ops"]).isdisjoint(train.MATMUL_OPS)
+    assert 0 < sum(profile["largest_other_ops"].values()) <= 1 - profile["matmul_share_of_time"] + 1e-3
     assert set(record["meets_targets"]) == {"tiny-l engine >= 1.0x trainer", "tiny-l engine >= 50% of matmul peak"}
 
 
