@@ -314,7 +314,7 @@ class TextLogProbs:
 
     def matches(self, batches) -> bool:
         return len(batches) == len(self.batches) and all(
-            torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) for a, b in zip(batches, self.batches, strict=True))
+            torch.equal(x, y) for a, b in zip(batches, self.batches, strict=True) for x, y in zip(a, b, strict=True))
 
 
 def text_log_probs(model, tokenizer, texts: Sequence[str | Example], *, batch_size: int = 16,
