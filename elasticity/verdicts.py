@@ -1,5 +1,6 @@
 """Computed verdicts: each claim of the paper a chapter tests, our measured figure beside the paper's."""
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,6 +47,22 @@ def decide(holds: bool | None, *, comparable: bool = True) -> Outcome:
     if not comparable or holds is None:
         return "not comparable"
     return "reproduced" if holds else "not reproduced"
+
+
+def t_critical(n: int, level: float = 0.95) -> float:
+    """One-sided Student-t critical value for a mean of n independent values (n - 1 degrees of freedom):
+    2.92 for 3 seeds, 2.13 for 5, towards 1.64 for many. NaN for n < 2 (no standard error)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(level, n - 1)) if n >= 2 else math.nan
+
+
+def above_zero(mean: float, se: float, n: int, level: float = 0.95) -> bool | None:
+    """Is a mean of n seeds above zero by a one-sided t-test at `level` (mean > t_critical(n) x se)?
+    None when there is no standard error (fewer than 2 seeds, or a NaN)."""
+    if n < 2 or not math.isfinite(se) or not math.isfinite(mean):
+        return None
+    return bool(mean - t_critical(n, level) * se > 0)
 
 
 def to_frame(verdicts: list[Verdict]) -> pd.DataFrame:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elasticity import models
+from elasticity import models, verdicts
 from elasticity.config import UserError
 from elasticity.experiments import pretraining_volume
 
@@ -36,14 +36,17 @@ def test_default_budgets_span_ten_times_with_three_seeds():
     assert len(cfg.seeds) >= 3
 
 
-@pytest.mark.parametrize("small, large, outcome", [
-    (0.01, 0.2, "reproduced"),  # the smallest budget barely moves
-    (0.15, 0.2, "not reproduced"),
-    (0.1, -0.05, "not comparable"),  # no drop at the largest budget to compare with
+@pytest.mark.parametrize("small, large, seeds, outcome", [
+    (0.01, 0.2, 3, "reproduced"),  # the smallest budget barely moves; the largest moves, beyond the noise
+    (0.15, 0.2, 3, "not reproduced"),  # both move
+    (0.001, 0.02, 3, "not reproduced"),  # ratio small, but the drop at the largest is within 2.92 se of zero
+    (0.001, 0.02, 30, "reproduced"),  # ... which is beyond 1.70 se with 30 seeds
+    (0.1, -0.05, 3, "not reproduced"),  # no drop at the largest budget: the effect never appears
+    (0.01, 0.2, 1, "not comparable"),  # one seed: no standard error
 ])
-def test_threshold_verdict(small, large, outcome):
+def test_threshold_verdict(small, large, seeds, outcome):
     trend = pd.DataFrame({"budget_tokens": [1000, 100000], "initial_drop_mean": [small, large],
-                          "initial_drop_se": [0.01, 0.01]})
+                          "initial_drop_se": [0.01, 0.01], "seeds": [seeds, seeds]})
     verdict = pretraining_volume.judge_threshold(trend, pretraining_volume.PRESETS["default"])
     assert verdict.outcome == outcome and verdict.claim == "pretraining_volume"
 
@@ -61,7 +64,6 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     assert list(found["claim"]) == ["pretraining_volume", "pretraining_volume"]
     assert set(found["outcome"]) <= OUTCOMES
     small, large = trend["initial_drop_mean"].iloc[0], trend["initial_drop_mean"].iloc[-1]
-    if large > 0:
-        ratio = small / large
-        expected = "reproduced" if ratio <= cfg.threshold_fraction else "not reproduced"
-        assert found["outcome"].iloc[1] == expected
+    appears = verdicts.above_zero(large, trend["initial_drop_se"].iloc[-1], len(cfg.seeds))
+    expected = "reproduced" if appears and small / large <= cfg.threshold_fraction else "not reproduced"
+    assert found["outcome"].iloc[1] == expected

@@ -199,10 +199,12 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     # outcomes agree with the numbers: recompute the two-phase test from the summary
     summary = result["summary"]
     for task, g in summary[summary["reverse"] == "sft"].groupby("task"):
-        mean, se = rebound.mean_se(rebound.per_seed(g, "slope_gap", ["task"])["slope_gap"])
+        gaps = rebound.per_seed(g, "slope_gap", ["task"])["slope_gap"]
+        mean, se = rebound.mean_se(gaps)
         row = verdict_frame[(verdict_frame["claim"] == "rebound_two_phase")
                             & verdict_frame["ours"].str.startswith(task)].iloc[0]
-        assert row["outcome"] == ("reproduced" if mean - 2 * se > 0 else "not reproduced")
+        t = {2: 6.314, 3: 2.920}[len(gaps)]  # one-sided 95% Student t, 1 and 2 degrees of freedom
+        assert row["outcome"] == ("reproduced" if mean - t * se > 0 else "not reproduced")
     # cached units: a second run computes nothing and gives the same numbers
     again = rebound.run(cfg)
     pd.testing.assert_frame_equal(again["curves"], curves)

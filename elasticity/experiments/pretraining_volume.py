@@ -64,24 +64,30 @@ def config(**overrides) -> Config:
 
 
 def judge_threshold(trend, cfg: Config) -> verdicts.Verdict:
-    """The paper's 0.1T observation: at the smallest budget the score barely moves under negative data.
+    """The paper's 0.1T observation: at the smallest budget the score barely moves under negative data, and
+    the effect has appeared at the largest.
 
-    Holds when the initial drop at the smallest budget is at most `threshold_fraction` of the drop at the
-    largest budget (means over seeds and positive sizes).
+    Holds when the initial drop at the largest budget is above zero by a one-sided t-test at the 95% level
+    over seeds (`verdicts.above_zero`) and the drop at the smallest budget is at most `threshold_fraction`
+    of it (means over seeds and positive sizes).
     """
     first, last = trend.iloc[0], trend.iloc[-1]
     small, large = first["initial_drop_mean"], last["initial_drop_mean"]
+    seeds = int(last["seeds"])
     ratio = small / large if large > 0 else math.nan
     ours = (f"initial drop at {int(first['budget_tokens']):,} tokens {small:.4f} ± {first['initial_drop_se']:.4f}, "
             f"at {int(last['budget_tokens']):,} tokens {large:.4f} ± {last['initial_drop_se']:.4f}; "
-            f"ratio {ratio:.2f}")
-    comparable = bool(large > 0 and math.isfinite(ratio))
+            f"ratio {ratio:.2f} ({seeds} seeds)")
+    appears = verdicts.above_zero(large, last["initial_drop_se"], seeds)
+    comparable = appears is not None
+    holds = bool(appears and ratio <= cfg.threshold_fraction)
     return verdicts.Verdict(
         claim="pretraining_volume", chapter=CHAPTER, ours=ours,
         paper="at 0.1T tokens the score barely changes with negative data; the effect appears by 0.5T",
-        outcome=verdicts.decide(bool(ratio <= cfg.threshold_fraction), comparable=comparable),
-        reason=(f"threshold: initial drop at the smallest budget <= {cfg.threshold_fraction:g} x that at the "
-                "largest") if comparable else "no initial drop at the largest budget to compare with",
+        outcome=verdicts.decide(holds, comparable=comparable),
+        reason=(f"threshold: initial drop at the largest budget > t(0.95, {seeds - 1}) = "
+                f"{verdicts.t_critical(seeds):.2f} standard errors, and at the smallest budget <= "
+                f"{cfg.threshold_fraction:g} x that") if comparable else "fewer than 2 seeds: no standard error",
     )
 
 

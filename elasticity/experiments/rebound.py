@@ -531,6 +531,11 @@ def per_seed(summary: pd.DataFrame, column: str, by: list[str]) -> pd.DataFrame:
     return summary.groupby([*by, "seed"], as_index=False, dropna=False)[column].mean()
 
 
+def _t_text(n: int) -> str:
+    """How a t-test threshold reads in a verdict's reason: 't(0.95, 2) = 2.92 standard errors'."""
+    return f"t(0.95, {n - 1}) = {verdicts.t_critical(n):.2f} standard errors" if n >= 2 else "t standard errors"
+
+
 def _fmt(mean: float, se: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {se:.{digits}f}" if math.isfinite(se) else f"{mean:.{digits}f}"
 
@@ -550,8 +555,7 @@ def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
     """Claim `rebound_two_phase`, one verdict per task: initial slope exceeds the later slope.
 
     The test: per seed, the mean over positive sizes of initial_slope - later_slope; it holds when the
-    mean over seeds exceeds two standard errors (a one-sided test at about the 95% level for many seeds;
-    with 3 seeds it is a rough screen, stated as such).
+    mean over seeds is above zero by a one-sided t-test at the 95% level (`verdicts.above_zero`).
     """
     out = []
     sub = summary[summary["reverse"] == reverse]
@@ -560,14 +564,14 @@ def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
         mean, se = mean_se(seeds)
         init, init_se = mean_se(per_seed(g, "initial_slope", ["task"])["initial_slope"])
         later, later_se = mean_se(per_seed(g, "later_slope", ["task"])["later_slope"])
-        holds = None if not math.isfinite(se) else bool(mean - 2 * se > 0)
+        holds = verdicts.above_zero(mean, se, len(seeds))
         out.append(verdicts.Verdict(
             claim="rebound_two_phase", chapter=chapter,
             ours=(f"{task}: initial slope {_fmt(init, init_se)} vs later {_fmt(later, later_se)} score per "
                   f"negative example; gap {_fmt(mean, se)} ({len(seeds)} seeds)"),
             paper="fast fall over the first negative examples, then a slower decline (curves only)",
             outcome=verdicts.decide(holds),
-            reason="initial slope - later slope > 2 standard errors over seeds" if holds is not None
+            reason=f"initial slope - later slope > {_t_text(len(seeds))} over seeds" if holds is not None
             else "fewer than 2 seeds: no standard error",
         ))
     return out
@@ -588,14 +592,14 @@ def judge_positive_size(summary: pd.DataFrame, chapter: str, reverse: str = "sft
             continue
         mean, se = mean_se(slopes)
         s_mean, s_se = mean_se(starts)
-        holds = None if not math.isfinite(se) else bool(mean - 2 * se > 0)
+        holds = verdicts.above_zero(mean, se, len(slopes))
         out.append(verdicts.Verdict(
             claim=claim, chapter=chapter,
             ours=(f"{task} ({reverse.upper()}): initial drop per 10x positive data {_fmt(mean, se)}; "
                   f"start per 10x {_fmt(s_mean, s_se)} ({len(slopes)} seeds)"),
             paper="more positive data: higher start, faster initial drop (curves only)",
             outcome=verdicts.decide(holds),
-            reason="slope of the initial drop on log10(positive size) > 2 standard errors over seeds"
+            reason=f"slope of the initial drop on log10(positive size) > {_t_text(len(slopes))} over seeds"
             if holds is not None else "fewer than 2 seeds: no standard error",
         ))
     return out
@@ -606,7 +610,8 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, near_fraction: float,
     """Claim `rebound_below_base`: sentiment-like curves end below the base, safety-like ones near it.
 
     Per task, per seed, the mean over positive sizes of end - base (score units) and of start - base. A
-    "below" task holds when end - base + 2 se < 0; a "near" task holds when |end - base| <=
+    "below" task holds when end - base is below zero by a one-sided t-test at the 95% level (end - base +
+    t x se < 0, `verdicts.t_critical`); a "near" task holds when |end - base| <=
     `near_fraction` x (start - base). The claim is reproduced when both kinds of task are present and
     both hold.
     """
@@ -618,10 +623,12 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, near_fraction: float,
         if kind is None:
             continue
         kinds.add(kind)
-        gap, gap_se = mean_se(per_seed(g, "end_minus_base", ["task"])["end_minus_base"])
+        gaps = per_seed(g, "end_minus_base", ["task"])["end_minus_base"]
+        gap, gap_se = mean_se(gaps)
+        seeds = len(gaps)
         lift, _ = mean_se(per_seed(g, "lift", ["task"])["lift"])
         if kind == "below":
-            holds = math.isfinite(gap_se) and gap + 2 * gap_se < 0
+            holds = bool(verdicts.above_zero(-gap, gap_se, seeds))
             parts.append(f"{task}: end - base {_fmt(gap, gap_se)} (expected < 0)")
         else:
             holds = abs(gap) <= near_fraction * lift
@@ -634,7 +641,7 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, near_fraction: float,
         claim="rebound_below_base", chapter=chapter, ours="; ".join(parts) or "no task",
         paper="IMDb curves end below the base level; BeaverTails curves converge near it",
         outcome=verdicts.decide(all(holds_all), comparable=comparable),
-        reason=("sentiment: end - base + 2 se < 0; safety: |end - base| <= "
+        reason=(f"sentiment: end - base + {_t_text(seeds)} < 0; safety: |end - base| <= "
                 f"{near_fraction:g} x (start - base)") if comparable
         else "needs one sentiment-like and one safety-like task",
     )]
@@ -856,7 +863,7 @@ def model_trend(summary: pd.DataFrame, by: str, order: list, column: str = "init
 def judge_increase(trend: pd.DataFrame, by: str, column: str, claim: str, chapter: str, paper_text: str,
                    label=str) -> verdicts.Verdict:
     """Does `column` increase along `trend`'s rows? Holds when the means increase from row to row and the
-    last row exceeds the first by more than 2 standard errors of the paired (same-seed) difference."""
+    paired (same-seed) difference last - first is above zero by a one-sided t-test at the 95% level."""
     means = trend[f"{column}_mean"].to_numpy(float)
     ses = trend[f"{column}_se"].to_numpy(float)
     last_diff, last_se = trend["vs_first_mean"].iloc[-1], trend["vs_first_se"].iloc[-1]
@@ -866,10 +873,11 @@ def judge_increase(trend: pd.DataFrame, by: str, column: str, claim: str, chapte
                                 outcome="not comparable",
                                 reason="needs at least 2 models and 2 seeds")
     monotone = bool(np.all(np.diff(means) > 0))
-    holds = monotone and bool(last_diff - 2 * last_se > 0)
+    pairs = int(min(trend["seeds"].iloc[0], trend["seeds"].iloc[-1]))
+    holds = monotone and bool(verdicts.above_zero(last_diff, last_se, pairs))
     return verdicts.Verdict(
         claim=claim, chapter=chapter,
         ours=f"{column} (score per negative example) {parts}; last - first {_fmt(last_diff, last_se)}",
         paper=paper_text, outcome=verdicts.decide(holds),
-        reason=f"means increase with {by} and last - first > 2 standard errors (paired by seed)",
+        reason=f"means increase with {by} and last - first > {_t_text(pairs)} (paired by seed)",
     )
