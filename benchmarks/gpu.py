@@ -144,6 +144,7 @@ class PhaseClock:
 
     def __init__(self, sync=lambda: None) -> None:
         self.seconds = dict.fromkeys(PHASES, 0.0)
+        self.calls = dict.fromkeys(PHASES, 0)
         self._stack: list[str] = []
         self._mark = time.perf_counter()
         self._sync = sync
@@ -161,6 +162,7 @@ class PhaseClock:
 
     def timed(self, phase: str, fn):
         def wrapper(*args, **kwargs):
+            self.calls[phase] += 1
             self._switch(phase)
             try:
                 return fn(*args, **kwargs)
@@ -348,6 +350,7 @@ def run(args) -> dict:
             # model's log-probs, once per unit; "other": results cache, data, copies, Python)
             "phases_s": {**{k: round(v, 1) for k, v in clock.seconds.items()},
                          "other": round(sweep_s - sum(clock.seconds.values()), 1)},
+            "phase_calls": clock.calls,
             "tokens": counter.tokens,
             "counted_tflop": sig(counter.flops / 1e12),
             "achieved_tflops": sig(achieved / 1e12),
