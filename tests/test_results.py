@@ -1,6 +1,7 @@
 """Tests of elasticity.results: keys, code fingerprints, caching, atomic artifacts, provenance."""
 
 import json
+import sys
 from dataclasses import dataclass
 
 import pandas as pd
@@ -38,6 +39,25 @@ def test_code_fingerprint_follows_elasticity_imports():
     # that it is deterministic and differs between modules with different sources.
     assert results.code_fingerprint(verdicts.decide) == results.code_fingerprint(verdicts.to_frame)
     assert results.code_fingerprint(verdicts.decide) != results.code_fingerprint(results.load_or_run)
+
+
+def test_code_fingerprint_sees_an_edited_module(tmp_path, monkeypatch):
+    """The parsed imports are cached on the source text: an edit (a new import, or any change) still changes
+    the fingerprint, and undoing it gives the first fingerprint back."""
+    import importlib
+
+    probe = tmp_path / "fingerprint_probe.py"
+    probe.write_text("from elasticity import paper\n\ndef f():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("fingerprint_probe")
+    first = results.code_fingerprint(module.f)
+    probe.write_text("from elasticity import paper, verdicts\n\ndef f():\n    return 1\n")
+    with_import = results.code_fingerprint(module.f)
+    probe.write_text("from elasticity import paper\n\ndef f():\n    return 2\n")
+    edited = results.code_fingerprint(module.f)
+    probe.write_text("from elasticity import paper\n\ndef f():\n    return 1\n")
+    assert len({first, with_import, edited}) == 3 and results.code_fingerprint(module.f) == first
+    monkeypatch.delitem(sys.modules, "fingerprint_probe")
 
 
 def test_load_or_run_computes_once_and_round_trips(tmp_path):
