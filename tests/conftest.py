@@ -4,10 +4,16 @@ Nothing is downloaded and nothing is read from the cache: the tokenizer is train
 few milliseconds, and every model is built from a `LlamaConfig`.
 """
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from elasticity.data import Example
+
+ROOT = Path(__file__).resolve().parents[1]
 
 LINES = [
     "the film is a delight from start to finish, warm and funny.",
@@ -28,6 +34,15 @@ EXAMPLES = [
     Example("pack my box", " with five dozen liquor jugs."),
     Example("Question: what is the capital of France?\nAnswer:", " Paris."),
 ]
+
+
+def load_script(relative_path: str, name: str):
+    """Import a script of the repository (benchmarks/, scripts/) as module `name`."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_tokenizer(vocab_size: int = 320, *, model_max_length: int = 128):

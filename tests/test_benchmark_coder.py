@@ -1,23 +1,15 @@
 """Tests of benchmarks/coder.py: arguments, and the JSON it prints and writes (no timing is asserted)."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, load_script
 
 
 @pytest.fixture(scope="module")
 def coder():
-    spec = importlib.util.spec_from_file_location("bench_coder", ROOT / "benchmarks" / "coder.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/coder.py", "bench_coder")
 
 
 def test_coder_arguments(coder, capsys):

@@ -5,35 +5,28 @@ scripts refuse bad arguments, that the JSON they print holds every figure with c
 the GPU script refuses to run without CUDA.
 """
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def load_benchmark(name: str):
+    return load_script(f"benchmarks/{name}.py", f"bench_{name}")
 
 
 @pytest.fixture(scope="module")
 def train():
-    return load_script("train")
+    return load_benchmark("train")
 
 
 @pytest.fixture(scope="module")
 def gpu():
-    return load_script("gpu")
+    return load_benchmark("gpu")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ non-deterministic reduction in the coder), not rounding.
 import pytest
 import torch
 from conftest import EXAMPLES, make_model
+from test_finetune import cfg
 from test_models import local_family
 
 from elasticity import archive, finetune, generate, models, scoring
@@ -24,11 +25,6 @@ def no_tf32():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-def cfg(**overrides) -> finetune.FinetuneConfig:
-    base = dict(learning_rate=1e-2, epochs=2.0, batch_size=2, max_length=64, seed=0)
-    return finetune.FinetuneConfig(**{**base, **overrides})
 
 
 def test_full_finetune_on_cuda_matches_cpu(tiny_tokenizer):
