@@ -36,7 +36,6 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -49,6 +48,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
+
+from elasticity.machine import describe as describe_machine  # noqa: E402
 
 LATEST = Path(__file__).resolve().parent / "latest" / "gpu.json"
 TARGETS = {"sweep_s": 600.0}
@@ -366,8 +367,7 @@ def run(args) -> dict:
                               if device == "cuda" else {}),
             "device": name,
             "gpu_memory_peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None,
-            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                        "python": platform.python_version()},
+            "machine": describe_machine(),
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "transformers": transformers.__version__,

@@ -120,6 +120,8 @@ def test_train_toy_run_prints_and_writes_consistent_json(train, tmp_path, monkey
     assert record["ratios"]["tiny-l engine/trainer"] == tiny["engine_over_trainer"]
     profile = tiny["engine_profile"]  # where the engine's time goes: matmuls and the largest other operators
     assert 0 < profile["matmul_share_of_time"] < 1 and profile["matmul_gflops"] > 0
+    assert math.isclose(profile["matmul_fraction_of_peak"], profile["matmul_gflops"] / record["matmul_peak"]["gflops"],
+                        rel_tol=2e-2)  # against the peak the runs' fractions use
     assert set(profile["largest_other_ops"]).isdisjoint(train.MATMUL_OPS)
     assert 0 < sum(profile["largest_other_ops"].values()) <= 1 - profile["matmul_share_of_time"] + 1e-3
     assert set(record["meets_targets"]) == {"tiny-l engine >= 1.0x trainer", "tiny-l engine >= 50% of matmul peak"}
@@ -200,6 +202,7 @@ def test_gpu_dry_run_on_cpu(gpu, tmp_path, monkeypatch, capsys):
     assert record["tokens"]["train_full"] > 0 and record["tokens"]["forward"] > 0
     assert record["counted_tflop"] > 0 and record["fraction_of_measured_peak"] > 0
     assert record["meets_targets"] == {} and record["nominal_bf16_peak_tflops"] is None
+    assert {"platform", "cpu", "cpu_count", "memory_gb"} <= set(record["machine"])  # elasticity.machine.describe
     phases = record["phases_s"]
     assert set(phases) == {*gpu.PHASES, "other"}
     assert all(v >= 0 for v in phases.values()) and phases["sft"] > 0 and phases["generate"] > 0
