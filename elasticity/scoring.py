@@ -1,5 +1,6 @@
 """The `SCORERS` registry (sentiment, offensiveness, hub classifiers) and the KL divergence of two LMs."""
 
+import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -281,6 +282,20 @@ def _next_token_log_probs(model, ids: torch.Tensor, mask: torch.Tensor, where: t
     return torch.log_softmax(logits[:, :-1][where.to(device)].float(), dim=-1)
 
 
+@contextlib.contextmanager
+def _evaluating(*models):
+    """Eval mode and no gradients for `models` inside the context; each one's train/eval mode after it."""
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, training in zip(models, modes, strict=True):
+            m.train(training)
+
+
 def _kl_batches(tokenizer, texts: Sequence[str | Example], batch_size: int,
                 max_length: int | None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The texts as right-padded batches (ids, mask, where): `where[:, t]` marks the logits at position t,
@@ -322,13 +337,8 @@ def text_log_probs(model, tokenizer, texts: Sequence[str | Example], *, batch_si
     """`model`'s next-token log-probabilities on `texts` at the positions `kl_divergence` counts, to pass to
     it in place of the model (same texts, batch_size and max_length)."""
     batches = _kl_batches(tokenizer, texts, batch_size, max_length)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            log_probs = tuple(_next_token_log_probs(model, ids, mask, where) for ids, mask, where in batches)
-    finally:
-        model.train(was)
+    with _evaluating(model):
+        log_probs = tuple(_next_token_log_probs(model, ids, mask, where) for ids, mask, where in batches)
     return TextLogProbs(tuple(batches), log_probs)
 
 
@@ -365,19 +375,11 @@ def kl_divergence(
         if isinstance(side, TextLogProbs) and not side.matches(batches):
             raise UserError("kl_divergence: the TextLogProbs given were computed on other texts, batch_size "
                             "or max_length than this call's; compute them with the same arguments")
-    models_run = [m for m in sides if not isinstance(m, TextLogProbs)]
-    was = [m.training for m in models_run]
-    for m in models_run:
-        m.eval()
     total, count = 0.0, 0
-    try:
-        with torch.no_grad():
-            for b, (ids, mask, where) in enumerate(batches):
-                log_p, log_q = (side.log_probs[b] if isinstance(side, TextLogProbs)
-                                else _next_token_log_probs(side, ids, mask, where) for side in sides)
-                total += float((log_p.exp() * (log_p - log_q.to(log_p.device))).sum())
-                count += int(where.sum())
-    finally:
-        for m, training in zip(models_run, was, strict=True):
-            m.train(training)
+    with _evaluating(*(m for m in sides if not isinstance(m, TextLogProbs))):
+        for b, (ids, mask, where) in enumerate(batches):
+            log_p, log_q = (side.log_probs[b] if isinstance(side, TextLogProbs)
+                            else _next_token_log_probs(side, ids, mask, where) for side in sides)
+            total += float((log_p.exp() * (log_p - log_q.to(log_p.device))).sum())
+            count += int(where.sum())
     return total / count if count else float("nan")

@@ -65,6 +65,11 @@ def above_zero(mean: float, se: float, n: int, level: float = 0.95) -> bool | No
     return bool(mean - t_critical(n, level) * se > 0)
 
 
+def t_text(n: int, level: float = 0.95) -> str:
+    """How the threshold of `above_zero` reads in a verdict's reason: 't(0.95, 2) = 2.92 standard errors'."""
+    return f"t({level:g}, {n - 1}) = {t_critical(n, level):.2f} standard errors" if n >= 2 else "t standard errors"
+
+
 def to_frame(verdicts: list[Verdict]) -> pd.DataFrame:
     """A table of verdicts with the paper's source column, in a stable column order."""
     rows = [

@@ -151,6 +151,10 @@ def test_kl_from_precomputed_log_probs_equals_kl_from_the_model(tokenizer):
     p_fixed = scoring.text_log_probs(p, tokenizer, texts, batch_size=3)
     assert scoring.kl_divergence(p, q_fixed, tokenizer, texts, batch_size=3) == want  # bitwise: same tensors
     assert scoring.kl_divergence(p_fixed, q, tokenizer, texts, batch_size=3) == want
+    p.train()  # each model's train/eval mode is as it was after the call
+    scoring.kl_divergence(p, q_fixed, tokenizer, texts, batch_size=3)
+    scoring.text_log_probs(p, tokenizer, texts, batch_size=3)
+    assert p.training and not q.training
     with pytest.raises(UserError, match="other texts, batch_size or max_length"):
         scoring.kl_divergence(p, q_fixed, tokenizer, texts, batch_size=2)
     with pytest.raises(UserError, match="other texts"):

@@ -39,3 +39,8 @@ def test_above_zero():
     assert verdicts.above_zero(1.0, 0.4, 30) is True
     assert verdicts.above_zero(-1.0, 0.1, 3) is False
     assert verdicts.above_zero(1.0, float("nan"), 3) is None and verdicts.above_zero(1.0, 0.1, 1) is None
+
+
+def test_t_text_names_the_threshold():
+    assert verdicts.t_text(3) == "t(0.95, 2) = 2.92 standard errors"
+    assert verdicts.t_text(1) == "t standard errors"

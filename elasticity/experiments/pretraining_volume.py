@@ -85,9 +85,9 @@ def judge_threshold(trend, cfg: Config) -> verdicts.Verdict:
         claim="pretraining_volume", chapter=CHAPTER, ours=ours,
         paper="at 0.1T tokens the score barely changes with negative data; the effect appears by 0.5T",
         outcome=verdicts.decide(holds, comparable=comparable),
-        reason=(f"threshold: initial drop at the largest budget > t(0.95, {seeds - 1}) = "
-                f"{verdicts.t_critical(seeds):.2f} standard errors, and at the smallest budget <= "
-                f"{cfg.threshold_fraction:g} x that") if comparable else "fewer than 2 seeds: no standard error",
+        reason=(f"threshold: initial drop at the largest budget > {verdicts.t_text(seeds)}, and at the smallest "
+                f"budget <= {cfg.threshold_fraction:g} x that") if comparable
+        else "fewer than 2 seeds: no standard error",
     )
 
 

@@ -531,11 +531,6 @@ def per_seed(summary: pd.DataFrame, column: str, by: list[str]) -> pd.DataFrame:
     return summary.groupby([*by, "seed"], as_index=False, dropna=False)[column].mean()
 
 
-def _t_text(n: int) -> str:
-    """How a t-test threshold reads in a verdict's reason: 't(0.95, 2) = 2.92 standard errors'."""
-    return f"t(0.95, {n - 1}) = {verdicts.t_critical(n):.2f} standard errors" if n >= 2 else "t standard errors"
-
-
 def _fmt(mean: float, se: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {se:.{digits}f}" if math.isfinite(se) else f"{mean:.{digits}f}"
 
@@ -571,7 +566,7 @@ def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
                   f"negative example; gap {_fmt(mean, se)} ({len(seeds)} seeds)"),
             paper="fast fall over the first negative examples, then a slower decline (curves only)",
             outcome=verdicts.decide(holds),
-            reason=f"initial slope - later slope > {_t_text(len(seeds))} over seeds" if holds is not None
+            reason=f"initial slope - later slope > {verdicts.t_text(len(seeds))} over seeds" if holds is not None
             else "fewer than 2 seeds: no standard error",
         ))
     return out
@@ -599,7 +594,7 @@ def judge_positive_size(summary: pd.DataFrame, chapter: str, reverse: str = "sft
                   f"start per 10x {_fmt(s_mean, s_se)} ({len(slopes)} seeds)"),
             paper="more positive data: higher start, faster initial drop (curves only)",
             outcome=verdicts.decide(holds),
-            reason=f"slope of the initial drop on log10(positive size) > {_t_text(len(slopes))} over seeds"
+            reason=f"slope of the initial drop on log10(positive size) > {verdicts.t_text(len(slopes))} over seeds"
             if holds is not None else "fewer than 2 seeds: no standard error",
         ))
     return out
@@ -641,7 +636,7 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, near_fraction: float,
         claim="rebound_below_base", chapter=chapter, ours="; ".join(parts) or "no task",
         paper="IMDb curves end below the base level; BeaverTails curves converge near it",
         outcome=verdicts.decide(all(holds_all), comparable=comparable),
-        reason=(f"sentiment: end - base + {_t_text(seeds)} < 0; safety: |end - base| <= "
+        reason=(f"sentiment: end - base + {verdicts.t_text(seeds)} < 0; safety: |end - base| <= "
                 f"{near_fraction:g} x (start - base)") if comparable
         else "needs one sentiment-like and one safety-like task",
     )]
@@ -879,5 +874,5 @@ def judge_increase(trend: pd.DataFrame, by: str, column: str, claim: str, chapte
         claim=claim, chapter=chapter,
         ours=f"{column} (score per negative example) {parts}; last - first {_fmt(last_diff, last_se)}",
         paper=paper_text, outcome=verdicts.decide(holds),
-        reason=f"means increase with {by} and last - first > {_t_text(pairs)} (paired by seed)",
+        reason=f"means increase with {by} and last - first > {verdicts.t_text(pairs)} (paired by seed)",
     )
