@@ -172,9 +172,11 @@ def token_nll_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
     """
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
     logits = model(**inputs, use_cache=False).logits
-    targets = batch["labels"][:, 1:]
-    nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                            targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    # Each position's target is the next label; the last position gets none. Shifting the labels rather than
+    # slicing the logits spares a copy of the logits and, in backward, a zero-filled gradient of their size.
+    targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
+    nll = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                            ignore_index=IGNORE, reduction="sum")
     return nll, (targets != IGNORE).sum()
 
 

@@ -218,6 +218,16 @@ PACKABLE = [Example("the film is", " a delight from start to finish."), Example(
       Example("a dull,", " plodding mess."), Example("pack my box", " with five dozen liquor jugs.")] * 3
 
 
+def test_token_nll_sum_matches_the_models_own_causal_lm_loss(tiny_tokenizer):
+    pairs = finetune.encode(tiny_tokenizer, PACKABLE[:4], 32)
+    batch = finetune.collate(pairs, tiny_tokenizer.pad_token_id, "cpu")
+    model = make_model(tiny_tokenizer)
+    nll, count = finetune.token_nll_sum(model, batch)
+    reference = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    counted = (batch["labels"][:, 1:] != finetune.IGNORE).sum()  # transformers' mean is over these targets
+    assert int(count) == int(counted) and torch.allclose(nll / count, reference.loss, rtol=1e-6)
+
+
 def test_packed_batch_gives_the_padded_loss_and_gradient(tiny_tokenizer):
     pairs = finetune.encode(tiny_tokenizer, PACKABLE, 32)
     model = make_model(tiny_tokenizer)
