@@ -21,6 +21,7 @@ import torch
 
 from elasticity import coding, compression
 from elasticity.config import UserError
+from elasticity.modes import evaluating
 
 # ---------------------------------------------------------------------------------------------------------
 # File layout (format 2; all integers big-endian, packed with `struct`):
@@ -164,7 +165,6 @@ class _Stepper:
         self.device = next(model.parameters()).device
         self.past = None
 
-    @torch.no_grad()
     def _feed(self, token: int) -> np.ndarray:
         out = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=self.past, use_cache=True)
         self.past = out.cache
@@ -275,21 +275,16 @@ def compress_bytes(
         head_bytes = encode_header(record)
     except ValueError as error:
         raise UserError(f"cannot write the archive header: {error}") from None
-    was_training = model.training
-    model.eval()
     encoder, nll_bits = coding.Encoder(), 0.0
-    try:
-        with _threads(threads):
-            stepper = _Stepper(model, tokenizer.bos_token_id, vocab)
-            for win in compression.windows(ids, window):
-                pmf = stepper.start_window()
-                for k, token in enumerate(win):
-                    encoder.encode_symbol(token, pmf)
-                    nll_bits -= math.log2(pmf[token]) if pmf[token] > 0 else -math.inf
-                    if k + 1 < len(win):
-                        pmf = stepper.advance(token)
-    finally:
-        model.train(was_training)
+    with _threads(threads), evaluating(model):
+        stepper = _Stepper(model, tokenizer.bos_token_id, vocab)
+        for win in compression.windows(ids, window):
+            pmf = stepper.start_window()
+            for k, token in enumerate(win):
+                encoder.encode_symbol(token, pmf)
+                nll_bits -= math.log2(pmf[token]) if pmf[token] > 0 else -math.inf
+                if k + 1 < len(win):
+                    pmf = stepper.advance(token)
     code = encoder.finish()
     if len(code) > 0xFFFFFFFF:
         raise UserError("the arithmetic code exceeds 4 GiB, more than the archive format stores")
@@ -455,10 +450,8 @@ def decompress_bytes(blob: bytes, model, tokenizer) -> tuple[bytes, dict]:
         raise UserError("the model's vocabulary or BOS token differs from the header's")
     decoder, ids, nll_bits = coding.Decoder(code), [], 0.0
     remaining, window = header["num_tokens"], header["window_tokens"]
-    was_training = model.training
-    model.eval()
     try:
-        with _threads(header["threads"]):
+        with _threads(header["threads"]), evaluating(model):
             stepper = _Stepper(model, tokenizer.bos_token_id, vocab)
             while remaining:
                 n = min(window, remaining)
@@ -472,8 +465,6 @@ def decompress_bytes(blob: bytes, model, tokenizer) -> tuple[bytes, dict]:
                 remaining -= n
     except ValueError as error:
         raise UserError(f"corrupt archive: {error}") from None
-    finally:
-        model.train(was_training)
     data = _apply_patch(_detokenize(tokenizer, ids), patch)
     if len(data) != header["num_bytes"] or zlib.crc32(data) != header["crc32"]:
         raise UserError(

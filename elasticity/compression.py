@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from elasticity.config import UserError, choice
+from elasticity.modes import evaluating
 
 # ---------------------------------------------------------------------------------------------------------
 # Bit accounting (read this before quoting any number produced here).
@@ -87,7 +88,6 @@ def vocab_size_of(model) -> int:
     return int(model.get_output_embeddings().weight.shape[0])
 
 
-@torch.no_grad()
 def _window_bits(model, bos_id: int | None, segments: list[list[int]], extra_last: list[int | None],
                  batch_size: int) -> np.ndarray:
     """Code length (bits) of each window; `extra_last[k]` is a token coded after window k (EOS) or None."""
@@ -146,12 +146,8 @@ def _code_lengths(model, tokenizer, texts, *, batch_size, window_tokens, count_e
             segments.append(win)
             owners.append(t)
             extra.append(eos_id if w == len(wins) - 1 else None)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         seg_bits = _window_bits(model, bos_id, segments, extra, batch_size)
-    finally:
-        model.train(was_training)
     bits = np.zeros(len(ids), dtype=np.float64)
     np.add.at(bits, np.asarray(owners, dtype=np.int64), seg_bits)
     return bits, np.asarray([len(s) for s in ids], dtype=np.int64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from elasticity.config import UserError
+from elasticity.modes import evaluating
 
 
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 32, temperature: float = 1.0,
@@ -42,8 +43,6 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 32, 
         options.update(temperature=temperature, top_p=top_p, top_k=0)
     else:
         options.update(temperature=None, top_p=None, top_k=None)
-    was_training = model.training
-    model.eval()
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     out: list[str] = []
@@ -52,12 +51,11 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 32, 
         starts = range(0, len(prompts), batch_size)
         for b, start in enumerate(tqdm(starts, desc="generate", unit="batch", disable=not progress)):
             batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
-            with torch.random.fork_rng(devices=devices), torch.no_grad():
+            with torch.random.fork_rng(devices=devices), evaluating(model):
                 torch.manual_seed(seed * 1_000_003 + b)
                 ids = model.generate(**batch, **options)
             new = ids[:, batch["input_ids"].shape[1] :]
             out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     finally:
         tokenizer.padding_side = side
-        model.train(was_training)
     return out

@@ -1,6 +1,5 @@
 """The `SCORERS` registry (sentiment, offensiveness, hub classifiers) and the KL divergence of two LMs."""
 
-import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ import torch
 
 from elasticity.config import UserError, unknown
 from elasticity.data import Example, offline_variable, require_hub
+from elasticity.modes import evaluating
 
 SIEBERT_ID = "siebert/sentiment-roberta-large-english"
 BEAVER_COST_ID = "PKU-Alignment/beaver-7b-v1.0-cost"
@@ -282,20 +282,6 @@ def _next_token_log_probs(model, ids: torch.Tensor, mask: torch.Tensor, where: t
     return torch.log_softmax(logits[:, :-1][where.to(device)].float(), dim=-1)
 
 
-@contextlib.contextmanager
-def _evaluating(*models):
-    """Eval mode and no gradients for `models` inside the context; each one's train/eval mode after it."""
-    modes = [m.training for m in models]
-    for m in models:
-        m.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, training in zip(models, modes, strict=True):
-            m.train(training)
-
-
 def _kl_batches(tokenizer, texts: Sequence[str | Example], batch_size: int,
                 max_length: int | None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The texts as right-padded batches (ids, mask, where): `where[:, t]` marks the logits at position t,
@@ -337,7 +323,7 @@ def text_log_probs(model, tokenizer, texts: Sequence[str | Example], *, batch_si
     """`model`'s next-token log-probabilities on `texts` at the positions `kl_divergence` counts, to pass to
     it in place of the model (same texts, batch_size and max_length)."""
     batches = _kl_batches(tokenizer, texts, batch_size, max_length)
-    with _evaluating(model):
+    with evaluating(model):
         log_probs = tuple(_next_token_log_probs(model, ids, mask, where) for ids, mask, where in batches)
     return TextLogProbs(tuple(batches), log_probs)
 
@@ -376,7 +362,7 @@ def kl_divergence(
             raise UserError("kl_divergence: the TextLogProbs given were computed on other texts, batch_size "
                             "or max_length than this call's; compute them with the same arguments")
     total, count = 0.0, 0
-    with _evaluating(*(m for m in sides if not isinstance(m, TextLogProbs))):
+    with evaluating(*(m for m in sides if not isinstance(m, TextLogProbs))):
         for b, (ids, mask, where) in enumerate(batches):
             log_p, log_q = (side.log_probs[b] if isinstance(side, TextLogProbs)
                             else _next_token_log_probs(side, ids, mask, where) for side in sides)

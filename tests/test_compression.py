@@ -88,7 +88,10 @@ def test_first_token_is_coded_uniformly_without_bos(byt5):
 def test_batch_size_does_not_change_code_lengths(bpe):
     model, tok = bpe
     a = compression.code_lengths_bits(model, tok, LINES, batch_size=1)
+    model.train()  # measured in eval mode; the caller's mode comes back
     b = compression.code_lengths_bits(model, tok, LINES, batch_size=16)
+    assert model.training
+    model.eval()
     np.testing.assert_allclose(a, b, rtol=1e-5)
 
 

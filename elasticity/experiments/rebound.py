@@ -319,7 +319,6 @@ def _kl_texts(task: data.Task, n: int) -> list[data.Example]:
 
 def _evaluate(model, tokenizer, task: data.Task, prompts: list[str], seed: int, max_new_tokens: int,
               device: str) -> dict:
-    model.eval()
     texts = generate.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed,
                               batch_size=GENERATE_BATCH, progress=False)
     # The continuation alone is scored (the prompt is the same for every model); the cost model of the
@@ -361,7 +360,6 @@ def _negative_run(u: Unit, model, tokenizer, negative: list[data.Example], rejec
     def on_step(step: int, loss: float) -> None:  # noqa: ARG001
         if step in steps_at:
             rows.append({"negative_examples": steps_at[step], **evaluate(model)})
-            model.train()
 
     ft = finetune.FinetuneConfig(learning_rate=u.reverse_learning_rate, epochs=1.0, batch_size=u.batch_size,
                                  max_length=u.max_length, seed=u.seed, lora=u.lora)
@@ -381,9 +379,7 @@ def _dpo_run(u: Unit, model, tokenizer, pairs: list[dict], evaluate) -> list[dic
     class _Evaluate(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ARG002
             if state.global_step in steps_at:
-                was_training = model.training
                 rows.append({"negative_examples": steps_at[state.global_step], **evaluate(model)})
-                model.train(was_training)
 
     reference = copy.deepcopy(model).eval()
     bars = datasets.utils.logging.is_progress_bar_enabled()
@@ -432,7 +428,6 @@ def _compute_unit(u: Unit) -> dict:
                                  max_length=u.max_length, seed=u.seed, lora=u.lora)
     trained = finetune.finetune(model, tokenizer, positive, ft, progress=False)
     rows = [{"negative_examples": 0, **evaluate(trained.model), "positive_final_loss_nats": trained.final_loss}]
-    trained.model.train()
     # DPO's rejected answers: positive training examples in the seed's order (as many as negative pairs).
     rejected = (data.examples(task.dataset, "train", n=len(negative), seed=u.seed, label=task.positive)
                 if u.reverse == "dpo" else [])
