@@ -63,12 +63,13 @@ class Setting:
     name: str  # the key users type
     lora: bool
     default_examples: int  # examples per timed run (one epoch), at the default scale
+    default_rounds: int  # timed A/B rounds: a short run needs more of them for a steady median on a shared machine
     description: str
 
 
 SETTINGS = {
-    "tiny-l": Setting("tiny-l", False, 400, "largest tiny size (architecture of the preset, random init), full"),
-    "smollm2-135m-lora": Setting("smollm2-135m-lora", True, 100, "SmolLM2-135M-Instruct with LoRA (r=8, attention)"),
+    "tiny-l": Setting("tiny-l", False, 400, 9, "largest tiny size (architecture of the preset, random init), full"),
+    "smollm2-135m-lora": Setting("smollm2-135m-lora", True, 100, 3, "SmolLM2-135M-Instruct with LoRA (r=8, attention)"),
 }
 
 
@@ -230,7 +231,7 @@ def median(values) -> float:
     return float(statistics.median(values))
 
 
-def benchmark_setting(setting: Setting, n_examples: int, args, peaks: list[dict], log) -> dict:
+def benchmark_setting(setting: Setting, n_examples: int, rounds: int, args, peaks: list[dict], log) -> dict:
     """Alternate engine and Trainer runs on one setting; returns its figures (peak samples appended to `peaks`)."""
     import datasets
     import transformers
@@ -247,7 +248,7 @@ def benchmark_setting(setting: Setting, n_examples: int, args, peaks: list[dict]
     # Round -1 is an untimed warm-up of each side (imports, first allocations) on the first two batches.
     warm_up = examples[: 2 * args.batch_size]
     warm_tokens = real_tokens(tokenizer, warm_up, args.max_length)
-    for round_index in range(-1, args.rounds):
+    for round_index in range(-1, rounds):
         if round_index >= 0:
             peaks.append(matmul_peak_flops(args.matmul_n))
         for side in order:
@@ -260,12 +261,12 @@ def benchmark_setting(setting: Setting, n_examples: int, args, peaks: list[dict]
             result["tokens_per_cpu_s"] = (tokens if round_index >= 0 else warm_tokens) / result["cpu_s"]
             if round_index >= 0:
                 samples[side].append(result)
-            log(f"{setting.name} round {round_index + 1}/{args.rounds} {side}: {result['tokens_per_s']:.0f} tok/s, "
+            log(f"{setting.name} round {round_index + 1}/{rounds} {side}: {result['tokens_per_s']:.0f} tok/s, "
                 f"cpu/wall {result['cpu_per_wall']:.2f}{' (warm-up)' if round_index < 0 else ''}")
         order.reverse()  # A B, B A, A B ...: neither side always runs first after the peak sample
     out = {"description": description, "lora": setting.lora, "num_parameters": num_parameters,
            "trainable_parameters": count_parameters(_with_lora(base) if setting.lora else base)[1],
-           "examples": n_examples, "tokens_per_run": tokens,
+           "examples": n_examples, "rounds": rounds, "tokens_per_run": tokens,
            "flops_per_token": flops_per_token,
            "flop_formula": "4 x parameters (LoRA)" if setting.lora else "6 x parameters (full)"}
     for side, runs in samples.items():
@@ -282,6 +283,9 @@ def benchmark_setting(setting: Setting, n_examples: int, args, peaks: list[dict]
         out["engine_profile"] = profile_engine(model, tokenizer, examples, args)
         log(f"{setting.name} profile: {out['engine_profile']}")
     out["engine_over_trainer"] = round(out["engine"]["tokens_per_s"] / out["trainer"]["tokens_per_s"], 3)
+    # Each round's two runs are adjacent in time: their ratio shows how steady the comparison was.
+    out["engine_over_trainer_by_round"] = [round(e["tokens_per_s"] / t["tokens_per_s"], 3)
+                                           for e, t in zip(samples["engine"], samples["trainer"], strict=True)]
     out["engine_over_trainer_per_cpu_s"] = round(out["engine"]["tokens_per_cpu_s"]
                                                   / out["trainer"]["tokens_per_cpu_s"], 3)
     return out
@@ -307,7 +311,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(SETTINGS),
                         help=f"comma-separated settings, of {', '.join(SETTINGS)} (default: all)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed A/B rounds after one warm-up (default 3)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timed A/B rounds after one warm-up (default: " + ", ".join(
+                            f"{s.name} {s.default_rounds}" for s in SETTINGS.values()) + ")")
     parser.add_argument("--examples", help="examples per run, e.g. tiny-l=400,smollm2-135m-lora=100")
     parser.add_argument("--batch-size", type=int, default=10, help="examples per step (rebound protocol: 10)")
     parser.add_argument("--max-length", type=int, default=64, help="tokens per example (rebound protocol: 64)")
@@ -328,7 +334,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     except ValueError as error:
         parser.error(str(error))
     for name in ("rounds", "batch_size", "max_length"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.max_length < 2:
         parser.error("--max-length must be >= 2")
@@ -363,7 +369,7 @@ def main(argv=None) -> dict:
     for name in args.models:
         setting = SETTINGS[name]
         n = args.examples.get(name, setting.default_examples)
-        results[name] = benchmark_setting(setting, n, args, peaks, log)
+        results[name] = benchmark_setting(setting, n, args.rounds or setting.default_rounds, args, peaks, log)
     peak = median(p["flops"] for p in peaks)
     peak_per_cpu_s = median(p["flops_per_cpu_s"] for p in peaks)
     for out in results.values():
@@ -391,7 +397,7 @@ def main(argv=None) -> dict:
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "scale": config.scale(),
         "setting": {"task": TASK, "batch_size": args.batch_size, "max_length": args.max_length,
-                    "learning_rate": args.learning_rate, "rounds": args.rounds, "order": "alternating, medians"},
+                    "learning_rate": args.learning_rate, "order": "alternating, medians of each setting's rounds"},
         "matmul_peak": {"n": args.matmul_n, "dtype": "float32", "gflops": round(peak / 1e9, 2),
                         "samples_gflops": [round(p["flops"] / 1e9, 2) for p in peaks],
                         "gflop_per_cpu_s": round(peak_per_cpu_s / 1e9, 2),

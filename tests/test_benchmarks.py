@@ -56,7 +56,7 @@ def test_train_refuses_bad_arguments(train, argv, capsys):
 def test_train_defaults_cover_both_settings(train):
     args = train.parse_args([])
     assert args.models == ["tiny-l", "smollm2-135m-lora"]
-    assert args.examples == {} and args.rounds >= 1 and args.output == train.LATEST
+    assert args.examples == {} and args.rounds is None and args.output == train.LATEST
     args = train.parse_args(["--models", "tiny-l", "--examples", "tiny-l=7,smollm2-135m-lora=3"])
     assert args.models == ["tiny-l"] and args.examples == {"tiny-l": 7, "smollm2-135m-lora": 3}
 
@@ -94,7 +94,7 @@ def test_train_toy_run_prints_and_writes_consistent_json(train, tmp_path, monkey
     peak = record["matmul_peak"]
     assert peak["gflops"] > 0 and len(peak["samples_gflops"]) == 1
     tiny = record["models"]["tiny-l"]
-    assert not tiny["lora"] and tiny["examples"] == 4 and tiny["tokens_per_run"] > 4
+    assert not tiny["lora"] and tiny["examples"] == 4 and tiny["rounds"] == 1 and tiny["tokens_per_run"] > 4
     assert tiny["num_parameters"] == tiny["trainable_parameters"] > 0
     assert tiny["flops_per_token"] == 6 * tiny["num_parameters"]
     for side in ("engine", "trainer"):
@@ -108,6 +108,8 @@ def test_train_toy_run_prints_and_writes_consistent_json(train, tmp_path, monkey
                             rel_tol=0.02, abs_tol=1e-4)
     assert math.isclose(tiny["engine_over_trainer"], tiny["engine"]["tokens_per_s"] / tiny["trainer"]["tokens_per_s"],
                         rel_tol=1e-2)
+    (by_round,) = tiny["engine_over_trainer_by_round"]  # one round: its ratio is the ratio of the medians
+    assert math.isclose(by_round, tiny["engine_over_trainer"], rel_tol=1e-2)
     for side in ("engine", "trainer"):  # the same figures per CPU second
         figures = tiny[side]
         cpu = figures["cpu_s"][0]
