@@ -165,6 +165,7 @@ class _Stepper:
         self.device = next(model.parameters()).device
         self.past = None
 
+    @torch.no_grad()  # also when used outside `evaluating` (benchmarks/coder.py times it alone)
     def _feed(self, token: int) -> np.ndarray:
         out = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=self.past, use_cache=True)
         self.past = out.cache

@@ -88,6 +88,7 @@ def vocab_size_of(model) -> int:
     return int(model.get_output_embeddings().weight.shape[0])
 
 
+@torch.no_grad()
 def _window_bits(model, bos_id: int | None, segments: list[list[int]], extra_last: list[int | None],
                  batch_size: int) -> np.ndarray:
     """Code length (bits) of each window; `extra_last[k]` is a token coded after window k (EOS) or None."""
