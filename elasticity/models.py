@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from elasticity import config, data, paths, pretrain
+from elasticity import config, data, paths, pretrain, results
 from elasticity.config import UserError
 
 # LoRA adapts the attention projections by default (the usual choice for Llama-style models; the paper does
@@ -252,34 +248,22 @@ def smollm2_dir() -> Path:
     a file lock and is renamed into place when complete, so concurrent first uses convert once.
     """
     gguf = smollm2_gguf()
-    stat = gguf.stat()
-    target = paths.cache_dir() / "models" / f"smollm2-135m-instruct-f32-v2-{stat.st_size}"
-    if (target / "DONE").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f"{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "DONE").is_file():
-            from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-                model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                             dtype=torch.float32)
-                # The weights are plain float32 now: drop the GGUF "quantizer" (save_pretrained refuses while
-                # it is attached) and its config entry (Trainer and trl refuse to train a "quantized" model).
-                model.hf_quantizer = None
-                model.is_quantized = False
-                if hasattr(model.config, "quantization_config"):
-                    del model.config.quantization_config
-                pretrain.save_quietly(model, tokenizer, tmp)
-                (tmp / "DONE").touch()
-                shutil.rmtree(target, ignore_errors=True)
-                os.rename(tmp, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    def convert(directory: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are plain float32 now: drop the GGUF "quantizer" (save_pretrained refuses while it is
+        # attached) and its config entry (Trainer and trl refuse to train a "quantized" model).
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        pretrain.save_quietly(model, tokenizer, directory)
+
+    target = paths.cache_dir() / "models" / f"smollm2-135m-instruct-f32-v2-{gguf.stat().st_size}"
+    return results.build_once(target, convert)
 
 
 def _is_local(ref: str) -> bool:

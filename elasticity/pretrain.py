@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -228,31 +225,9 @@ def artifact_key(cfg: TokenizerConfig | PretrainConfig) -> str:
 
 
 def _artifact(kind: str, cfg, build: Callable[[object, Path], None]) -> Path:
-    """A directory built once per key (`artifact_key`), atomically, by one process at a time.
-
-    `build(cfg, directory)` fills a fresh temporary directory, renamed into place when it returns (with
-    `provenance.json` and a `DONE` marker), so an interrupted build leaves nothing that looks finished. A
-    second process asking for the same key meanwhile waits on a file lock and then finds the result.
-    """
+    """A directory built once per key (`artifact_key`) by `build(cfg, directory)` (`results.build_once`)."""
     target = paths.cache_dir() / "results" / kind / artifact_key(cfg)
-    if (target / "DONE").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f"{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "DONE").is_file():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-            try:
-                start = time.perf_counter()
-                build(cfg, tmp)
-                record = results.provenance(cfg, time.perf_counter() - start, target.name)
-                (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
-                (tmp / "DONE").touch()
-                shutil.rmtree(target, ignore_errors=True)
-                os.rename(tmp, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return results.build_once(target, lambda tmp: build(cfg, tmp), cfg)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ module that computes it and of every `elasticity` module that module imports, tr
 import ast
 import dataclasses
 import datetime
+import fcntl
 import functools
 import hashlib
 import importlib.metadata
@@ -205,23 +206,38 @@ def load_or_run(name: str, config: Any, compute: Callable[[Any], Any], *, cache:
     return _decode(_encode(result))
 
 
-def artifact_dir(kind: str, config: Any, build: Callable[[Any, Path], None], *, cache: Path | None = None) -> Path:
-    """A directory of files (a checkpoint, a tokenizer) built once per config and code, atomically.
+def build_once(target: Path, build: Callable[[Path], None], config: Any = None) -> Path:
+    """The directory `target`, built once, atomically, by one process at a time.
 
-    `build(config, directory)` writes into an empty temporary directory, which is renamed into place
-    only once `build` returns, so an interrupted build leaves nothing that looks finished.
+    `build(directory)` fills a fresh temporary directory beside `target`, which is renamed into place with a
+    `DONE` marker (and, given the `config` it was built from, a `provenance.json`) only once `build` returns:
+    an interrupted build leaves nothing that looks finished. A second process asking for the same target
+    meanwhile waits on a file lock (a hidden `.<name>.lock` beside it) and then finds the result.
     """
-    target = _entry_dir(kind, config, build, cache)
-    if not (target / "DONE").is_file():
-        if target.exists():  # a finished rename without the marker cannot happen; a stale dir can
-            shutil.rmtree(target)
-
-        def fill(tmp: Path) -> None:
-            start = time.perf_counter()
-            build(config, tmp)
-            record = provenance(config, time.perf_counter() - start, target.name)
-            (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
-            (tmp / "DONE").touch()
-
-        _atomic_dir(target, fill)
+    if (target / "DONE").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "DONE").is_file():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            try:
+                start = time.perf_counter()
+                build(tmp)
+                if config is not None:
+                    record = provenance(config, time.perf_counter() - start, target.name)
+                    (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
+                (tmp / "DONE").touch()
+                shutil.rmtree(target, ignore_errors=True)  # a stale directory without the marker
+                os.rename(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def artifact_dir(kind: str, config: Any, build: Callable[[Any, Path], None], *, cache: Path | None = None) -> Path:
+    """A directory of files (a checkpoint, a tokenizer) built once per config and code (`build_once`).
+
+    `build(config, directory)` writes into an empty temporary directory.
+    """
+    return build_once(_entry_dir(kind, config, build, cache), lambda tmp: build(config, tmp), config)

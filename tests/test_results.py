@@ -1,6 +1,7 @@
 """Tests of elasticity.results: keys, code fingerprints, caching, atomic artifacts, provenance."""
 
 import json
+import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -111,8 +112,35 @@ def test_artifact_dir_builds_once_and_atomically(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         results.artifact_dir("toy-artifact", Toy(n=5), interrupted, cache=tmp_path)
-    leftovers = [p for p in (tmp_path / "results" / "toy-artifact").iterdir() if p != first]
-    assert leftovers == []
+    leftovers = [p.name for p in (tmp_path / "results" / "toy-artifact").iterdir() if p != first]
+    assert all(n.startswith(".") and n.endswith(".lock") for n in leftovers)  # only the hidden lock files
+    assert (first / "provenance.json").is_file()
+
+
+BUILD_IN_A_PROCESS = '''
+import sys, time
+from pathlib import Path
+from elasticity import results
+
+def build(directory):
+    with open(sys.argv[2], "a") as log:
+        log.write("built\\n")
+    time.sleep(1.0)
+    (directory / "weights.bin").write_bytes(b"w")
+
+print(results.build_once(Path(sys.argv[1]), build))
+'''
+
+
+def test_build_once_builds_once_when_two_processes_ask_at_the_same_time(tmp_path):
+    target, log = tmp_path / "artifacts" / "model", tmp_path / "builds.log"
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD_IN_A_PROCESS, str(target), str(log)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    printed = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert printed == [str(target)] * 2 and log.read_text() == "built\n"
+    assert (target / "weights.bin").read_bytes() == b"w" and (target / "DONE").is_file()
+    assert not (target / "provenance.json").exists()  # no config given, no provenance
 
 
 def tiny_values(cfg: Toy) -> dict:
