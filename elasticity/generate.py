@@ -49,13 +49,14 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 32, 
     devices = [device.index or 0] if device.type == "cuda" else []
     try:
         starts = range(0, len(prompts), batch_size)
-        for b, start in enumerate(tqdm(starts, desc="generate", unit="batch", disable=not progress)):
-            batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
-            with torch.random.fork_rng(devices=devices), evaluating(model):
-                torch.manual_seed(seed * 1_000_003 + b)
-                ids = model.generate(**batch, **options)
-            new = ids[:, batch["input_ids"].shape[1] :]
-            out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+        with evaluating(model):
+            for b, start in enumerate(tqdm(starts, desc="generate", unit="batch", disable=not progress)):
+                batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
+                with torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(seed * 1_000_003 + b)
+                    ids = model.generate(**batch, **options)
+                new = ids[:, batch["input_ids"].shape[1] :]
+                out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     finally:
         tokenizer.padding_side = side
     return out
