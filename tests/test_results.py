@@ -112,8 +112,9 @@ def test_artifact_dir_builds_once_and_atomically(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         results.artifact_dir("toy-artifact", Toy(n=5), interrupted, cache=tmp_path)
-    leftovers = [p.name for p in (tmp_path / "results" / "toy-artifact").iterdir() if p != first]
-    assert all(n.startswith(".") and n.endswith(".lock") for n in leftovers)  # only the hidden lock files
+    leftovers = sorted(p.name for p in (tmp_path / "results" / "toy-artifact").iterdir() if p != first)
+    unfinished = f"{results.config_key(Toy(n=5))}-{results.code_fingerprint(interrupted)}"
+    assert leftovers == sorted([f".{first.name}.lock", f".{unfinished}.lock"])  # the two hidden lock files only
     assert (first / "provenance.json").is_file()
 
 
