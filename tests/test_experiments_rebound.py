@@ -233,3 +233,30 @@ def test_paper_table3_text_comes_from_the_paper_module():
     assert f"{table['negative_to_epsilon'].iloc[0]}" in text
     sizes = f"(positive sizes {table['positive_size'].min():,} -> {table['positive_size'].max():,})"
     assert text.endswith(sizes)  # the sentence is whole, not cut after "(positive sizes"
+
+
+@pytest.mark.slow
+def test_units_in_worker_processes_equal_units_in_process(tmp_path, monkeypatch):
+    """Two workers compute the same numbers as this process (same seeds, one torch thread each), and a unit
+    already cached is not computed again."""
+    import torch
+
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    cfg = rebound.config(positive_sizes=(8,), dpo_positive_sizes=(8,), seeds=(0,), tasks=("sentiment",),
+                         kl_task="sentiment")
+    units = rebound.units(cfg)
+    assert [type(u).__name__ for u in units] == ["BaseUnit", "Unit", "Unit"] and units[2].reverse == "dpo"
+    assert rebound.pending(units) == [units[2], units[1], units[0]]  # the longest (DPO) first
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rebound.measure(units[:1], "in process", workers=1)
+        assert rebound.pending(units) == [units[2], units[1]]
+        in_workers = rebound.measure(units, "workers", workers=2)
+        assert rebound.pending(units) == []
+        (tmp_path / "results").rename(tmp_path / "results-workers")
+        in_process = rebound.measure(units, "in process", workers=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert in_workers == in_process

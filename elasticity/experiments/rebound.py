@@ -10,10 +10,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 import elasticity.config
-from elasticity import data, finetune, generate, models, paper, plotting, results, scoring, verdicts
+from elasticity import data, finetune, generate, models, paper, parallel, plotting, results, scoring, verdicts
 from elasticity.config import UserError, check_types
 
 NAME = "rebound"
@@ -435,15 +434,38 @@ def _compute_unit(u: Unit) -> dict:
     return {"rows": rows}
 
 
-def measure(units: list, desc: str) -> list[dict]:
-    """The cached results of base and curve units, computing the missing ones with a progress bar."""
-    out = []
-    for u in tqdm(units, desc=desc, unit="unit"):
+def compute(u: BaseUnit | Unit) -> dict:
+    """The cached result of one base or curve unit, computed first if it is missing."""
+    if isinstance(u, BaseUnit):
+        return results.load_or_run(f"{NAME}-base", u, _compute_base)
+    return results.load_or_run(f"{NAME}-unit", u, _compute_unit)
+
+
+def pending(units: list) -> list:
+    """The units not cached yet, the longest first (positive plus negative examples; DPO counts twice, for
+    its reference model): so that worker processes finish together."""
+    def cached(u) -> bool:
         if isinstance(u, BaseUnit):
-            out.append(results.load_or_run(f"{NAME}-base", u, _compute_base))
-        else:
-            out.append(results.load_or_run(f"{NAME}-unit", u, _compute_unit))
-    return out
+            return results.load(f"{NAME}-base", u, _compute_base) is not None
+        return results.load(f"{NAME}-unit", u, _compute_unit) is not None
+
+    def cost(u) -> int:
+        if isinstance(u, BaseUnit):
+            return 0
+        return (u.positive_size + u.negative_sizes[-1]) * (2 if u.reverse == "dpo" else 1)
+
+    return sorted((u for u in units if not cached(u)), key=cost, reverse=True)
+
+
+def measure(units: list, desc: str, workers: int | None = None) -> list[dict]:
+    """The cached results of base and curve units, computing the missing ones with a progress bar: in this
+    process, or in `workers` processes (default `parallel.workers()`, from `ELASTICITY_WORKERS`)."""
+    workers = parallel.workers() if workers is None else workers
+    if workers == 1:
+        return list(parallel.map_unordered(compute, units, 1, desc))
+    for _ in parallel.map_unordered(compute, pending(units), workers, desc):
+        pass
+    return [compute(u) for u in units]
 
 
 def _unit_fields(u: BaseUnit | Unit) -> dict:
@@ -718,6 +740,21 @@ def judge_kl_table(table: pd.DataFrame, chapter: str, epsilon: float) -> list[ve
 # ---------------------------------------------------------------------------------------------------------
 
 
+def units(cfg: Config) -> list:
+    """The base and curve units of the experiment, in the order the chapter shows them."""
+    found: list = []
+    for task in cfg.tasks:
+        for seed in cfg.seeds:
+            found.append(base_unit(cfg, task, cfg.size, None, seed))
+            found += [unit(cfg, task, cfg.size, None, n, seed) for n in cfg.positive_sizes]
+    if cfg.dpo_task is not None:
+        if cfg.dpo_task not in cfg.tasks:
+            found += [base_unit(cfg, cfg.dpo_task, cfg.size, None, s) for s in cfg.seeds]
+        found += [unit(cfg, cfg.dpo_task, cfg.size, None, n, s, "dpo", cfg.dpo_learning_rate, cfg.dpo_beta)
+                  for n in cfg.dpo_positive_sizes for s in cfg.seeds]
+    return found
+
+
 def run(cfg: Config) -> dict:
     """Run the rebound protocol on every task, positive size and seed, and the DPO ablation.
 
@@ -728,17 +765,7 @@ def run(cfg: Config) -> dict:
         `preference_ablation`).
     """
     check_data(cfg, cfg.tasks, cfg.positive_sizes + (cfg.dpo_positive_sizes if cfg.dpo_task else ()))
-    units: list = []
-    for task in cfg.tasks:
-        for seed in cfg.seeds:
-            units.append(base_unit(cfg, task, cfg.size, None, seed))
-            units += [unit(cfg, task, cfg.size, None, n, seed) for n in cfg.positive_sizes]
-    if cfg.dpo_task is not None:
-        if cfg.dpo_task not in cfg.tasks:
-            units += [base_unit(cfg, cfg.dpo_task, cfg.size, None, s) for s in cfg.seeds]
-        units += [unit(cfg, cfg.dpo_task, cfg.size, None, n, s, "dpo", cfg.dpo_learning_rate, cfg.dpo_beta)
-                  for n in cfg.dpo_positive_sizes for s in cfg.seeds]
-    curves, base = collect(units, "rebound: fine-tunes")
+    curves, base = collect(units(cfg), "rebound: fine-tunes")
     summary = summarize(curves, base, cfg.initial_negative)
     table = kl_table(curves, cfg.kl_task, cfg.kl_epsilon)
     found = judge_two_phase(summary, CHAPTER) + judge_positive_size(summary, CHAPTER)
