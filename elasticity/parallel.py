@@ -47,10 +47,12 @@ def map_unordered(fn: Callable, items: Iterable, workers: int, desc: str) -> Ite
         for item in tqdm(items, desc=desc, unit="unit"):
             yield fn(item)
         return
+    if not items:
+        return
     import torch
 
     threads = max(1, torch.get_num_threads() // workers)
-    pool = ProcessPoolExecutor(min(workers, len(items)) or 1, mp_context=multiprocessing.get_context("spawn"),
+    pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(threads,))
     try:
         futures = [pool.submit(fn, item) for item in items]
