@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,8 +27,6 @@ def _run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{args.chapter}.ipynb"
 
-    import os
-
     import jupytext
     import papermill
 
@@ -44,8 +43,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    import os
-
     from elasticity import book
 
     if args.scale:

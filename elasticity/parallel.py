@@ -37,8 +37,8 @@ def map_unordered(fn: Callable, items: Iterable, workers: int, desc: str) -> Ite
     """`fn(item)` for each item, yielded as each finishes, with a progress bar.
 
     With `workers` > 1 the items run in that many spawned processes (`fn` must be importable, a module-level
-    function), each with its share of this process's torch threads; the first error stops the rest (those
-    not started are cancelled) and is raised here. Whatever `fn` cached before then stays cached.
+    function), each with its share of this process's torch threads. The first error cancels the items not
+    started, waits for those running, and is raised here; whatever `fn` cached stays cached.
     """
     items = list(items)
     if workers < 1:

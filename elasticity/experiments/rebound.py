@@ -434,20 +434,23 @@ def _compute_unit(u: Unit) -> dict:
     return {"rows": rows}
 
 
+def _cache_entry(u: BaseUnit | Unit) -> tuple:
+    """The results-cache name of a unit's kind, and the function that computes it."""
+    return (f"{NAME}-base", _compute_base) if isinstance(u, BaseUnit) else (f"{NAME}-unit", _compute_unit)
+
+
 def compute(u: BaseUnit | Unit) -> dict:
     """The cached result of one base or curve unit, computed first if it is missing."""
-    if isinstance(u, BaseUnit):
-        return results.load_or_run(f"{NAME}-base", u, _compute_base)
-    return results.load_or_run(f"{NAME}-unit", u, _compute_unit)
+    name, fn = _cache_entry(u)
+    return results.load_or_run(name, u, fn)
 
 
 def pending(units: list) -> list:
     """The units not cached yet, the longest first (positive plus negative examples; DPO counts twice, for
     its reference model): so that worker processes finish together."""
     def cached(u) -> bool:
-        if isinstance(u, BaseUnit):
-            return results.load(f"{NAME}-base", u, _compute_base) is not None
-        return results.load(f"{NAME}-unit", u, _compute_unit) is not None
+        name, fn = _cache_entry(u)
+        return results.load(name, u, fn) is not None
 
     def cost(u) -> int:
         if isinstance(u, BaseUnit):
