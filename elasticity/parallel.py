@@ -11,6 +11,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 
 from tqdm.auto import tqdm
 
@@ -59,5 +60,9 @@ def map_unordered(fn: Callable, items: Iterable, workers: int, desc: str) -> Ite
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({workers} workers)",
                            unit="unit"):
             yield future.result()
+    except BrokenProcessPool as error:
+        raise RuntimeError(f"a worker process of {desc!r} died without an error (killed, out of memory?); the "
+                           f"units it finished are cached: run again to resume, with fewer than {workers} workers "
+                           "if memory ran out") from error
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -1,6 +1,7 @@
 """Tests of elasticity.parallel: the worker count from the environment, and units in worker processes."""
 
 import math
+import os
 
 import pytest
 
@@ -34,3 +35,8 @@ def test_worker_processes_compute_every_item_and_raise_the_first_error():
     assert sorted(parallel.map_unordered(math.factorial, [5, 3, 4, 0], 2, "test")) == [1, 6, 24, 120]
     with pytest.raises(ValueError, match="negative"):
         list(parallel.map_unordered(math.factorial, [3, -1, 4], 2, "test"))
+
+
+def test_a_worker_that_dies_is_reported_in_one_line():
+    with pytest.raises(RuntimeError, match=r"a worker process of 'test' died .* fewer than 2 workers"):
+        list(parallel.map_unordered(os._exit, [1, 1], 2, "test"))
