@@ -11,7 +11,7 @@ from elasticity.config import UserError
 
 def _run(args: argparse.Namespace) -> int:
     """Execute one chapter with papermill into runs/<family>/<chapter>.ipynb."""
-    from elasticity import book, paths
+    from elasticity import book, parallel, paths
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers}; must be a positive integer (1: no worker processes)")
@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     import papermill
 
     if args.workers is not None:
-        os.environ["ELASTICITY_WORKERS"] = str(args.workers)  # read by the chapter's kernel
+        os.environ[parallel.ENV] = str(args.workers)  # read by the chapter's kernel
     notebook = jupytext.read(source)
     print(f"elasticity: running {source.name} with {values or 'its defaults'} -> {output}", file=sys.stderr)
     papermill.execute_notebook(

@@ -162,12 +162,15 @@ def _atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def is_cached(name: str, config: Any, compute: Callable, *, cache: Path | None = None) -> bool:
+    """Whether `compute(config)` has a cached result computed with this code (nothing is read)."""
+    return (_entry_dir(name, config, compute, cache) / "result.json").is_file()
+
+
 def load(name: str, config: Any, compute: Callable, *, cache: Path | None = None) -> Any | None:
     """The cached result of `compute(config)`, or None if it has not been computed with this code."""
-    entry = _entry_dir(name, config, compute, cache)
-    if not (entry / "result.json").is_file():
-        return None
-    return _decode(json.loads((entry / "result.json").read_text()))
+    path = _entry_dir(name, config, compute, cache) / "result.json"
+    return _decode(json.loads(path.read_text())) if path.is_file() else None
 
 
 def load_provenance(name: str, config: Any, compute: Callable, *, cache: Path | None = None) -> dict | None:

@@ -84,6 +84,10 @@ def test_provenance_is_written(tmp_path):
 
 def test_load_returns_none_when_missing(tmp_path):
     assert results.load("toy", Toy(n=9), compute, cache=tmp_path) is None
+    assert not results.is_cached("toy", Toy(n=9), compute, cache=tmp_path)
+    results.load_or_run("toy", Toy(n=9), compute, cache=tmp_path)
+    assert results.is_cached("toy", Toy(n=9), compute, cache=tmp_path)
+    assert not results.is_cached("toy", Toy(n=8), compute, cache=tmp_path)
 
 
 def test_failed_compute_leaves_nothing(tmp_path):

@@ -448,14 +448,14 @@ def compute(u: BaseUnit | Unit) -> dict:
 def pending(units: list) -> list:
     """The units not cached yet, the longest first (positive plus negative examples; DPO counts twice, for
     its reference model): so that worker processes finish together."""
-    def cached(u) -> bool:
-        name, fn = _cache_entry(u)
-        return results.load(name, u, fn) is not None
-
     def cost(u) -> int:
         if isinstance(u, BaseUnit):
             return 0
         return (u.positive_size + u.negative_sizes[-1]) * (2 if u.reverse == "dpo" else 1)
+
+    def cached(u) -> bool:
+        name, fn = _cache_entry(u)
+        return results.is_cached(name, u, fn)
 
     return sorted((u for u in units if not cached(u)), key=cost, reverse=True)
 
