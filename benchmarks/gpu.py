@@ -258,7 +258,7 @@ def measure_unit(item: tuple) -> dict:
 def add_up(stats: list[dict]) -> dict:
     """The figures of several units, summed (memory: the largest)."""
     total = {"unit_s": 0.0, "phases_s": dict.fromkeys(PHASES, 0.0), "calls": dict.fromkeys(PHASES, 0),
-             "flops": 0.0, "tokens": {"forward": 0, "train_full": 0, "train_partial": 0}, "memory_gb": 0.0}
+             "flops": 0.0, "tokens": FlopCounter().tokens, "memory_gb": 0.0}
     for one in stats:
         total["unit_s"] += one["unit_s"]
         total["flops"] += one["flops"]
