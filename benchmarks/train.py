@@ -219,7 +219,15 @@ def profile_engine(model, tokenizer, examples, args) -> dict:
     matmul_gflops = sum(e.flops for e in matmul) / (matmul_us * 1e-6) / 1e9
     others = sorted((e for e in events if e.key not in MATMUL_OPS), key=lambda e: -e.self_cpu_time_total)
     return {"matmul_share_of_time": round(matmul_us / total, 3), "matmul_gflops": round(matmul_gflops, 2),
+            "matmul_s": round(matmul_us * 1e-6, 4), "other_ops_s": round((total - matmul_us) * 1e-6, 4),
             "largest_other_ops": {e.key: round(e.self_cpu_time_total / total, 3) for e in others[:6]}}
+
+
+def ceiling(profile: dict, useful_flops: float, peak: float, target: float) -> dict:
+    """What the profiled matmul time allows: the fraction of the peak the run would reach if every other
+    operator took no time, and how many seconds the other operators may take for the run to reach `target`."""
+    return {"fraction_if_only_matmuls": round(useful_flops / profile["matmul_s"] / peak, 3),
+            "other_ops_s_allowed": round(useful_flops / (target * peak) - profile["matmul_s"], 3)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -380,6 +388,8 @@ def main(argv=None) -> dict:
         if "engine_profile" in out:  # the profiled matmuls against the same peak as the runs
             out["engine_profile"]["matmul_fraction_of_peak"] = round(
                 out["engine_profile"]["matmul_gflops"] * 1e9 / peak, 3)
+            out["engine_profile"].update(ceiling(out["engine_profile"], out["tokens_per_run"] * out["flops_per_token"],
+                                                 peak, TARGETS["tiny_fraction_of_peak"]))
     ratios = {f"{name} engine/trainer": out["engine_over_trainer"] for name, out in results.items()}
     ratios.update({f"{name} engine/peak": out["engine"]["fraction_of_peak"] for name, out in results.items()})
     ratios.update({f"{name} engine/trainer per CPU second": out["engine_over_trainer_per_cpu_s"]

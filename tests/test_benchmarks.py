@@ -127,6 +127,13 @@ def test_train_toy_run_prints_and_writes_consistent_json(train, tmp_path, monkey
                         rel_tol=2e-2)  # against the peak the runs' fractions use
     assert set(profile["largest_other_ops"]).isdisjoint(train.MATMUL_OPS)
     assert 0 < sum(profile["largest_other_ops"].values()) <= 1 - profile["matmul_share_of_time"] + 1e-3
+    share = profile["matmul_s"] / (profile["matmul_s"] + profile["other_ops_s"])  # both rounded to 0.1 ms
+    assert math.isclose(share, profile["matmul_share_of_time"], abs_tol=0.005 + 0.0002 / profile["matmul_s"])
+    useful = tiny["tokens_per_run"] * tiny["flops_per_token"]  # the ceiling: the run with only its matmuls' time
+    assert math.isclose(profile["fraction_if_only_matmuls"], useful / profile["matmul_s"] / (peak["gflops"] * 1e9),
+                        rel_tol=0.01 + 0.0002 / profile["matmul_s"])
+    allowed = useful / (0.5 * peak["gflops"] * 1e9) - profile["matmul_s"]
+    assert math.isclose(profile["other_ops_s_allowed"], allowed, abs_tol=0.002 + 0.01 * abs(allowed))
     assert set(record["meets_targets"]) == {"tiny-l engine >= 1.0x trainer", "tiny-l engine >= 50% of matmul peak"}
 
 
