@@ -99,21 +99,26 @@ def test_summarize_counts_a_cell_only_beyond_the_seed_spread():
     runs = _runs({
         ("d1", "a"): [0.10, 0.11, 0.09],  # clearly forward > inverse
         ("d1", "b"): [0.10, -0.10, 0.02],  # mean 0.007, sd 0.1: within the spread
+        ("d2", "b"): [0.10, 0.30, 0.20],  # mean 0.2 = 2 SD = 3.5 SE: beyond t(0.95, 2) = 2.92 SE
+        ("d3", "a"): [0.05, 0.20, 0.35],  # mean 0.2 = 1.33 SD = 2.31 SE: beyond one SD, not beyond 2.92 SE
         ("d2", "a"): [-0.2, -0.21, -0.19],  # clearly the reverse
     })
     cells = resistance.summarize(runs)
-    assert len(cells) == 3 * len(resistance.METRICS)
+    assert len(cells) == 5 * len(resistance.METRICS)
     loss = cells[cells["metric"] == "final_loss_nats"].set_index(["dataset", "pair"])
     a, b = resistance.pair_label((1, 2)), resistance.pair_label((2, 3))
     assert loss.loc[("d1", a), "holds_beyond_spread"] and not loss.loc[("d1", a), "fails_beyond_spread"]
     assert not loss.loc[("d1", b), "holds_beyond_spread"] and not loss.loc[("d1", b), "fails_beyond_spread"]
     assert loss.loc[("d2", a), "fails_beyond_spread"] and not loss.loc[("d2", a), "holds_beyond_spread"]
+    assert loss.loc[("d2", b), "holds_beyond_spread"]
+    assert not loss.loc[("d3", a), "holds_beyond_spread"] and not loss.loc[("d3", a), "fails_beyond_spread"]
     assert math.isclose(loss.loc[("d1", a), "difference_mean"], 0.10, abs_tol=1e-12)
     assert math.isclose(loss.loc[("d1", a), "inverse_mean"], 1.0)
 
     verdict = {v.claim: v for v in resistance.judge(cells, num_seeds=3)}
     assert verdict["resistance"].outcome == "not reproduced"
-    assert verdict["resistance"].ours.startswith("1 of 3 cells")
+    assert verdict["resistance"].ours.startswith("2 of 5 cells")
+    assert "t(0.95, 2) = 2.92 standard errors" in verdict["resistance"].reason
     all_hold = resistance.summarize(_runs({("d1", "a"): [0.1, 0.12, 0.11]}))
     assert {v.outcome for v in resistance.judge(all_hold, num_seeds=3)} == {"reproduced"}
     one_seed = resistance.summarize(_runs({("d1", "a"): [0.1]}))
