@@ -57,20 +57,35 @@ def test_slope_through_origin_recovers_a_line_and_its_error():
     assert math.isnan(measured.slope_through_origin([0.1], [0.3])[1])
 
 
-def test_the_theory_itself_is_reproduced_at_every_k():
-    cfg = measured.Config(fit_l_max=0.1)
+def test_the_theory_itself_is_reproduced_at_every_k_under_the_joint_protocol():
+    cfg = measured.Config(fit_l_max=0.1, protocol="joint")
     derivs, ratio_table, secant_table, found = analyse(synthetic_rates(jitter), cfg)
     assert set(derivs.dataset) == set(measured.DATASETS)
     assert (ratio_table.holds == "yes").all()
+    assert (ratio_table.change_a == "rises").all() and (ratio_table.change_p == "falls").all()
     # The slope over l <= 0.1 is close to the derivative at 0, so the ratio is close to -k.
     assert np.allclose(ratio_table.ratio / -ratio_table.k, 1.0, atol=0.15)
-    assert np.allclose(ratio_table.theory_ratio, -ratio_table.k)
+    # The reconstruction's secant ratio: Delta gamma_a = log((k+1+l)/(k+1)), Delta gamma_p = that - log(1 + 3l/k)/3.
+    row = secant_table.iloc[0]
+    delta_a = math.log((row.k + 1 + row.l) / (row.k + 1))
+    assert row.reconstruction_ratio == pytest.approx(delta_a / (delta_a - math.log(1 + 3 * row.l / row.k) / 3))
     # The theory's d gamma_p/dl changes sign at l = 1/2, so that gamma_p(2) > gamma_p(0): no longer the theorem.
     assert measured.holding_l_range(secant_table) == [0.05, 0.1, 0.2, 0.5]
     assert found[0].outcome == "reproduced" and found[0].claim == "theorem_4_2"
+    assert "joint protocol" in found[0].ours and "2.92" in found[0].reason  # t(0.95, 2) for 3 seeds
     exps = measured.exponents(derivs, ratio_table).set_index("quantity")
     assert exps.loc["ratio", "exponent"] == pytest.approx(1.0, abs=0.05)
     assert exps.loc["d gamma_a / dl", "exponent"] == pytest.approx(-1.0, abs=0.05)
+    assert exps.loc["d gamma_a / dl", "expected_from"] == "our reconstruction"
+
+
+def test_the_sequential_protocol_is_not_comparable_even_where_every_test_holds():
+    # Sequential fine-tuning does not train on the size-weighted union (the theorem's hypothesis).
+    _, ratio_table, _, found = analyse(synthetic_rates(jitter), measured.Config(fit_l_max=0.1))
+    assert (ratio_table.holds == "yes").all()
+    assert found[0].outcome == "not comparable"
+    assert "sequential protocol" in found[0].ours and "hypothesis" in found[0].reason
+    assert "per-k results: yes, yes, yes" in found[0].reason
 
 
 def test_a_wrong_sign_is_not_reproduced():
@@ -78,9 +93,11 @@ def test_a_wrong_sign_is_not_reproduced():
         dp, da = jitter(k, l, dp, da, seed)
         return dp, -da
 
-    _, ratio_table, _, found = analyse(synthetic_rates(flip), measured.Config(fit_l_max=0.1))
-    assert (ratio_table.signs == "no").all()
+    _, ratio_table, _, found = analyse(synthetic_rates(flip), measured.Config(fit_l_max=0.1, protocol="joint"))
+    assert (ratio_table.signs == "no").all() and (ratio_table.change_a == "falls").all()
     assert found[0].outcome == "not reproduced"
+    _, _, _, found = analyse(synthetic_rates(flip), measured.Config(fit_l_max=0.1))
+    assert found[0].outcome == "not comparable"
 
 
 def test_a_ratio_independent_of_k_is_not_reproduced():
@@ -89,7 +106,8 @@ def test_a_ratio_independent_of_k_is_not_reproduced():
         dp, da = jitter(k, l, dp, da, seed)
         return -da, da
 
-    _, ratio_table, _, found = analyse(synthetic_rates(flat), measured.Config(fit_l_max=0.1, tolerance_factor=5.0))
+    cfg = measured.Config(fit_l_max=0.1, tolerance_factor=5.0, protocol="joint")
+    _, ratio_table, _, found = analyse(synthetic_rates(flat), cfg)
     assert np.allclose(ratio_table.ratio, -1.0)
     assert (ratio_table.signs == "yes").all()
     assert found[0].outcome == "not reproduced"  # |ratio| = 1 is outside [k/5, 5k] for k >= 10
@@ -100,19 +118,39 @@ def test_unresolved_changes_are_not_comparable():
         # Seeds disagree symmetrically about a zero mean: no sign is resolved.
         return 1e-3 * (seed - 1), 1e-3 * (seed - 1)
 
-    _, ratio_table, _, found = analyse(synthetic_rates(noise), measured.Config(fit_l_max=0.1))
+    _, ratio_table, _, found = analyse(synthetic_rates(noise), measured.Config(fit_l_max=0.1, protocol="joint"))
     assert (ratio_table.holds == "unresolved").all()
+    assert (ratio_table.change_a == "no resolved change").all()
     assert found[0].outcome == "not comparable"
 
 
 def test_ratio_interval_and_sign_test():
-    assert measured.ratio_interval(1.0, 0.1, -0.1, 0.01) == pytest.approx((0.8 / 0.12, 1.2 / 0.08))
-    assert measured.ratio_interval(1.0, 0.1, -0.1, 0.1)[1] == math.inf
-    assert measured.sign_test(1.0, 0.1, -0.1, 0.01) is True
-    assert measured.sign_test(-1.0, 0.1, -0.1, 0.01) is False
-    assert measured.sign_test(1.0, 0.1, -0.1, 0.1) is None
-    assert measured.theta_k_test(1.0, 0.01, -0.1, 0.001, k=10.0, factor=2.0) is True
-    assert measured.theta_k_test(1.0, 0.01, -0.1, 0.001, k=100.0, factor=2.0) is False
+    assert measured.ratio_interval(1.0, 0.1, -0.1, 0.01, t=2.0) == pytest.approx((0.8 / 0.12, 1.2 / 0.08))
+    assert measured.ratio_interval(1.0, 0.1, -0.1, 0.1, t=2.0)[1] == math.inf
+    assert measured.ratio_interval(1.0, math.nan, -0.1, 0.01, t=2.0) == (0.0, math.inf)
+    assert measured.sign_test(1.0, 0.1, -0.1, 0.01, t=2.0) is True
+    assert measured.sign_test(-1.0, 0.1, -0.1, 0.01, t=2.0) is False
+    assert measured.sign_test(1.0, 0.1, -0.1, 0.1, t=2.0) is None
+    assert measured.sign_test(1.0, math.nan, -0.1, 0.01, t=2.0) is None  # no standard error: unresolved
+    assert measured.theta_k_test(1.0, 0.01, -0.1, 0.001, k=10.0, factor=2.0, t=2.0) is True
+    assert measured.theta_k_test(1.0, 0.01, -0.1, 0.001, k=100.0, factor=2.0, t=2.0) is False
+
+
+def test_directions_use_the_books_t_rule():
+    t3 = verdicts.t_critical(3)  # 2.92 for three seeds: a mean 2.5 standard errors from zero is not resolved
+    assert measured.t_multiplier(3, 2) == pytest.approx(t3)
+    assert measured.t_multiplier(1, 4) == pytest.approx(verdicts.t_critical(4))  # one seed: the slope's own df
+    assert measured.direction(2.5, 1.0, t3) == "no resolved change" == measured.direction(-2.5, 1.0, t3)
+    assert measured.direction(3.0, 1.0, t3) == "rises" and measured.direction(-3.0, 1.0, t3) == "falls"
+    assert measured.direction(3.0, math.nan, t3) == "no resolved change"
+    ratio_table = measured.ratios(measured.derivatives(synthetic_rates(jitter), 0.1), 10.0)
+    assert np.allclose(ratio_table.t, t3) and (ratio_table.num_seeds == len(SEEDS)).all()
+
+
+def test_rate_change_ticks_are_zero_and_the_l_targets():
+    fig = measured.plot_rate_changes({"rates": synthetic_rates(jitter)})
+    labels = [label.get_text() for label in fig.axes[0].get_xticklabels()]
+    assert labels == ["0", *(f"{v:g}" for v in LS)]
 
 
 def test_hooke_balance_is_one_for_the_theory_at_small_l():
@@ -213,7 +251,9 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     (verdict,) = verdicts.from_frame(result["verdicts"])
     assert verdict.outcome in ("reproduced", "not reproduced", "not comparable")
     tests = set(result["ratios"].holds)
-    if verdict.outcome == "reproduced":
+    if cfg.protocol not in measured.THEOREM_PROTOCOLS:
+        assert verdict.outcome == "not comparable"
+    elif verdict.outcome == "reproduced":
         assert tests == {"yes"}
     elif verdict.outcome == "not reproduced":
         assert "no" in tests
