@@ -70,6 +70,19 @@ def t_text(n: int, level: float = 0.95) -> str:
     return f"t({level:g}, {n - 1}) = {t_critical(n, level):.2f} standard errors" if n >= 2 else "t standard errors"
 
 
+def within_noise(mean: float, se: float, n: int, level: float = 0.95) -> bool | None:
+    """Is a mean of n seeds within the noise of zero: |mean| <= t_critical(n) x se, so that neither
+    `above_zero(mean)` nor `above_zero(-mean)` holds? None when there is no standard error."""
+    if n < 2 or not math.isfinite(se) or not math.isfinite(mean):
+        return None
+    return bool(abs(mean) <= t_critical(n, level) * se)
+
+
+def pm_text(n: int) -> str:
+    """What '±' means in a verdict whose figures are means over n seeds: '± is 1 SE over 3 seeds'."""
+    return f"± is 1 SE over {n} seeds"
+
+
 def to_frame(verdicts: list[Verdict]) -> pd.DataFrame:
     """A table of verdicts with the paper's source column, in a stable column order."""
     rows = [

@@ -44,3 +44,15 @@ def test_above_zero():
 def test_t_text_names_the_threshold():
     assert verdicts.t_text(3) == "t(0.95, 2) = 2.92 standard errors"
     assert verdicts.t_text(1) == "t standard errors"
+
+
+def test_within_noise():
+    assert verdicts.within_noise(0.5, 0.3, 3) is True  # 0.5 <= 2.92 x 0.3
+    assert verdicts.within_noise(-0.5, 0.3, 3) is True
+    assert verdicts.within_noise(1.0, 0.3, 3) is False
+    assert verdicts.within_noise(-1.0, 0.3, 3) is False
+    assert verdicts.within_noise(0.0, float("nan"), 3) is None and verdicts.within_noise(0.0, 0.1, 1) is None
+
+
+def test_pm_text_says_what_plus_minus_means():
+    assert verdicts.pm_text(3) == "± is 1 SE over 3 seeds"
