@@ -81,7 +81,7 @@ def _synthetic(task, shape, seeds=(0, 1, 2), positive_sizes=(100, 1000), base_le
                           "seed": seed, "score": base_level})
         for p in positive_sizes:
             start = base_level + 0.3 + 0.1 * math.log10(p)
-            end = {"below": base_level - 0.2, "near": base_level + 0.01, "flat": start}[shape]
+            end = {"below": base_level - 0.2, "near": base_level, "flat": start}[shape]
             scale = 30.0 / math.log10(p)
             for n in (0, *NEG):
                 score = end + (start - end) * math.exp(-n / scale) + rng.normal(0, 1e-3)
@@ -109,13 +109,14 @@ def test_verdicts_on_curves_with_the_papers_shape():
     curves, base = pd.concat([c1, c2]), pd.concat([b1, b2])
     summary = rebound.summarize(curves, base, 20)
     found = rebound.judge_two_phase(summary, "rebound") + rebound.judge_positive_size(summary, "rebound")
-    found += rebound.judge_end_shape(summary, "rebound", 0.25)
+    found += rebound.judge_end_shape(summary, "rebound")
     assert [v.outcome for v in found] == ["reproduced"] * 5
     table = rebound.kl_table(curves, "safety", 0.01)
     assert list(table["positive_size"]) == [100, 1000]
     assert (table["kl_to_base_nats"].diff().dropna() > 0).all()
     assert list(table["negative_to_epsilon"]) == [100, 50]
-    [kl] = rebound.judge_kl_table(table, "rebound", 0.01)
+    assert list(rebound.kl_table_text(table)["negative_to_epsilon"]) == ["100", "50"]
+    [kl] = rebound.judge_kl_table(rebound.kl_per_seed(curves, "safety", 0.01), "rebound", 0.01)
     assert kl.outcome == "reproduced"  # larger KL, yet fewer examples to return: the paper's pattern
 
 
@@ -123,7 +124,7 @@ def test_kl_table_needing_more_examples_after_more_data_is_not_reproduced():
     curves, _ = _synthetic("safety", "near", kl_speed_grows=False)
     table = rebound.kl_table(curves, "safety", 0.01)
     assert list(table["negative_to_epsilon"]) == [100, 200]
-    [kl] = rebound.judge_kl_table(table, "rebound", 0.01)
+    [kl] = rebound.judge_kl_table(rebound.kl_per_seed(curves, "safety", 0.01), "rebound", 0.01)
     assert kl.outcome == "not reproduced"
 
 
@@ -133,7 +134,7 @@ def test_verdicts_fail_on_flat_curves_and_wrong_ends():
     summary = rebound.summarize(pd.concat([c1, c2]), pd.concat([b1, b2]), 20)
     two_phase = {v.ours.split(":")[0]: v.outcome for v in rebound.judge_two_phase(summary, "rebound")}
     assert two_phase == {"sentiment": "not reproduced", "safety": "reproduced"}
-    [end] = rebound.judge_end_shape(summary, "rebound", 0.25)
+    [end] = rebound.judge_end_shape(summary, "rebound")
     assert end.outcome == "not reproduced"  # sentiment does not end below the base
 
 
@@ -141,7 +142,7 @@ def test_one_task_or_one_seed_is_not_comparable():
     curves, base = _synthetic("sentiment", "below", seeds=(0,))
     summary = rebound.summarize(curves, base, 20)
     assert {v.outcome for v in rebound.judge_two_phase(summary, "rebound")} == {"not comparable"}
-    [end] = rebound.judge_end_shape(summary, "rebound", 0.25)
+    [end] = rebound.judge_end_shape(summary, "rebound")
     assert end.outcome == "not comparable"
 
 
@@ -149,8 +150,60 @@ def test_kl_never_below_epsilon_is_censored():
     curves, _ = _synthetic("safety", "near")
     table = rebound.kl_table(curves, "safety", 1e-9)
     assert table["reached"].sum() == 0 and table["negative_to_epsilon"].isna().all()
-    [kl] = rebound.judge_kl_table(table, "rebound", 1e-9)
+    assert set(rebound.kl_table_text(table)["negative_to_epsilon"]) == {f"> {NEG[-1]} (not reached)"}
+    [kl] = rebound.judge_kl_table(rebound.kl_per_seed(curves, "safety", 1e-9), "rebound", 1e-9)
     assert kl.outcome == "not comparable"
+    assert "KL slope per 10x positive data" in kl.ours and ", resolved by" in kl.ours  # KL grows, no noise
+
+
+def test_kl_growth_inside_the_seed_spread_is_not_resolved():
+    per = pd.DataFrame({"positive_size": [50, 500] * 3, "seed": [0, 0, 1, 1, 2, 2],
+                        "kl_to_base": [0.45, 0.50, 0.50, 0.46, 0.44, 0.51], "negative_to_epsilon": float("nan"),
+                        "negative_max": 100, "kl_min": 0.4})
+    [kl] = rebound.judge_kl_table(per, "rebound", 0.01)
+    assert "not resolved" in kl.ours and "± is 1 SE over 3 seeds" in kl.reason
+
+
+def test_partly_reached_epsilon_shows_the_seeds():
+    table = pd.DataFrame({"positive_size": [50], "negative_to_epsilon": [40.0], "reached": [2], "seeds": [3],
+                          "negative_max": [100]})
+    assert rebound.kl_table_text(table)["negative_to_epsilon"].iloc[0] == "40 in 2 of 3 seeds, > 100 in the others"
+
+
+def test_no_lift_means_nothing_to_rebound_from():
+    c1, b1 = _synthetic("sentiment", "below")
+    c1.loc[c1["negative_examples"] == 0, "score"] = 0.0  # the positive SFT left the score at the base level
+    c2, b2 = _synthetic("safety", "near")
+    summary = rebound.summarize(pd.concat([c1, c2]), pd.concat([b1, b2]), 20)
+    text, reason = rebound.lift_check(summary[summary["task"] == "sentiment"])
+    assert text.startswith("lift (start - base) 0.0000") and reason.startswith("nothing to rebound from")
+    assert rebound.lift_check(summary[summary["task"] == "safety"])[1] is None
+    two_phase = {v.ours.split(":")[0]: v for v in rebound.judge_two_phase(summary, "rebound")}
+    assert two_phase["sentiment"].outcome == "not comparable" and "lift" in two_phase["sentiment"].reason
+    assert two_phase["safety"].outcome == "reproduced"
+    [end] = rebound.judge_end_shape(summary, "rebound")
+    assert end.outcome == "not comparable" and "in sentiment" in end.reason
+
+
+def test_positive_size_needs_a_higher_start_too():
+    curves, base = _synthetic("sentiment", "below")
+    # every positive size starts near 0.5 (well above the base): the start does not grow with positive data
+    # beyond the seed spread, while the initial drop still does
+    start = curves["negative_examples"] == 0
+    spread = curves["seed"].map({0: 0.02, 1: -0.02, 2: 0.01}) * (curves["positive_size"] == 1000)
+    curves.loc[start, "score"] = 0.5 + spread[start]
+    summary = rebound.summarize(curves, base, 20)
+    [v] = rebound.judge_positive_size(summary, "rebound")
+    assert v.outcome == "not reproduced"
+    assert "start (not resolved)" in v.reason and "initial drop (resolved)" in v.reason
+
+
+def test_near_base_is_judged_against_the_noise():
+    c1, b1 = _synthetic("sentiment", "below")
+    c2, b2 = _synthetic("safety", "near")
+    c2 = c2.assign(score=c2["score"] + np.where(c2["negative_examples"] == 200, 0.05, 0.0))  # ends 0.05 above
+    [end] = rebound.judge_end_shape(rebound.summarize(pd.concat([c1, c2]), pd.concat([b1, b2]), 20), "rebound")
+    assert end.outcome == "not reproduced" and "|end - base| <=" in end.reason
 
 
 def test_model_trend_and_increase():
@@ -165,6 +218,14 @@ def test_model_trend_and_increase():
     assert trend["vs_first_mean"].iloc[0] == 0.0
     up = rebound.judge_increase(trend, "size", "initial_slope", "model_size", "model_size", "paper")
     assert up.outcome == "reproduced"
+    lift = rebound.model_trend(summary, "size", ["s", "m", "l"], "lift")
+    assert rebound.lift_by_model(lift, "size") is None
+    flat = lift.assign(lift_mean=lambda f: np.where(f["size"] == "m", 0.0, f["lift_mean"]))
+    reason = rebound.lift_by_model(flat, "size")
+    assert reason.startswith("nothing to rebound from at m:")
+    gated = rebound.judge_increase(trend, "size", "initial_slope", "model_size", "model_size", "paper",
+                                   no_lift=reason)
+    assert gated.outcome == "not comparable" and gated.reason == reason
     down = rebound.judge_increase(trend.iloc[::-1].reset_index(drop=True).assign(
         vs_first_mean=lambda f: -f["vs_first_mean"][::-1].to_numpy()), "size", "initial_slope",
         "model_size", "model_size", "paper")
@@ -204,7 +265,9 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
         row = verdict_frame[(verdict_frame["claim"] == "rebound_two_phase")
                             & verdict_frame["ours"].str.startswith(task)].iloc[0]
         t = {2: 6.314, 3: 2.920}[len(gaps)]  # one-sided 95% Student t, 1 and 2 degrees of freedom
-        assert row["outcome"] == ("reproduced" if mean - t * se > 0 else "not reproduced")
+        lift, lift_se = rebound.mean_se(rebound.per_seed(g, "lift", ["task"])["lift"])
+        expected = "reproduced" if mean - t * se > 0 else "not reproduced"
+        assert row["outcome"] == (expected if lift - t * lift_se > 0 else "not comparable")
     # cached units: a second run computes nothing and gives the same numbers
     again = rebound.run(cfg)
     pd.testing.assert_frame_equal(again["curves"], curves)

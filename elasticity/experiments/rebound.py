@@ -56,7 +56,8 @@ class Protocol:
     From a pre-trained model, SFT on `positive_size` positive examples (for each of `positive_sizes`)
     gives an aligned model; SFT on negative examples then runs for one epoch over the largest of
     `negative_sizes`, and the model is evaluated after each of `negative_sizes` examples (see
-    `_negative_run` for why one run stands in for separate runs). Each evaluation samples responses to
+    `_negative_run` for why one run stands in for separate runs, under our assumption about the paper's
+    schedule). Each evaluation samples responses to
     the same `num_prompts` held-out prompts and scores them with the task's scorer; the KL from the base
     model is measured on `kl_texts` held-out examples of the task.
     """
@@ -141,7 +142,6 @@ class Config(Protocol):
     dpo_learning_rate: float = 2e-3  # learning rate of the DPO reverse step (constant)
     kl_task: str = "safety"  # task of the KL-to-base table (paper: BeaverTails)
     kl_epsilon: float = 0.01  # KL threshold (nats/token) of the table's "negative examples to return"
-    near_base_fraction: float = 0.25  # "converges near the base": |end - base| <= this x (start - base)
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -156,7 +156,7 @@ class Config(Protocol):
             if min(self.dpo_positive_sizes) < 1:
                 raise UserError(f"dpo_positive_sizes {self.dpo_positive_sizes!r} must be positive integers")
         elasticity.config.choice("kl_task", self.kl_task, self.tasks)
-        for name in ("dpo_beta", "kl_epsilon", "near_base_fraction"):
+        for name in ("dpo_beta", "kl_epsilon"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} = {getattr(self, name)}; must be positive")
         if not 0 < self.dpo_learning_rate < 1:
@@ -346,10 +346,11 @@ def _negative_run(u: Unit, model, tokenizer, negative: list[data.Example], rejec
 
     One run read at increasing sizes stands in for separate runs on the nested subsets: `finetune` uses a
     constant learning rate and visits the first epoch's examples in the order given, so the model after
-    the first n examples of the run is the model a separate run on those n examples would give (same
-    initial model, same batches in the same order, same optimizer state). For SFT the curve is therefore
-    the paper's protocol, computed once instead of once per size. (DPO, through trl, shuffles the pairs
-    with the seed, so its first n pairs are a seeded random n-subset rather than the first n.)
+    the first n examples of the run is the model a separate one-epoch, constant-rate run on those n
+    examples would give (same initial model, same batches in the same order, same optimizer state). The
+    paper does not report its epochs, schedule or learning rate, so that separate runs of this kind are
+    its protocol is our assumption. (DPO, through trl, shuffles the pairs with the seed, so its first n
+    pairs are a seeded random n-subset rather than the first n.)
     """
     if u.reverse == "dpo":
         return _dpo_run(u, model, tokenizer, _dpo_pairs(negative, rejected), evaluate)
@@ -555,84 +556,127 @@ def _fmt(mean: float, se: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {se:.{digits}f}" if math.isfinite(se) else f"{mean:.{digits}f}"
 
 
+def _resolved(value: bool | None) -> str:
+    return {True: "resolved", False: "not resolved", None: "no standard error"}[value]
+
+
+def _log_slope(g: pd.DataFrame, column: str) -> float:
+    # Least-squares slope of `column` on log10(positive_size): change per 10x positive data.
+    x = np.log10(g["positive_size"].to_numpy(float))
+    return float(np.polyfit(x, g[column].to_numpy(float), 1)[0]) if len(set(x)) > 1 else math.nan
+
+
 def size_trend(summary: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per (task, model, reverse, seed): OLS slope of `column` on log10(positive_size), per 10x data."""
     rows = []
     for key, g in summary.groupby(["task", "model", "reverse", "seed"], sort=False):
-        x = np.log10(g["positive_size"].to_numpy(float))
-        y = g[column].to_numpy(float)
-        slope = float(np.polyfit(x, y, 1)[0]) if len(set(x)) > 1 else math.nan
-        rows.append({**dict(zip(["task", "model", "reverse", "seed"], key, strict=True)), "slope": slope})
+        rows.append({**dict(zip(["task", "model", "reverse", "seed"], key, strict=True)),
+                     "slope": _log_slope(g, column)})
     return pd.DataFrame(rows)
+
+
+def lift_check(summary: pd.DataFrame) -> tuple[str, str | None]:
+    """The precondition of a rebound verdict: did the positive SFT lift the score above the base model's?
+
+    The lift is start - base (score units), per seed the mean over positive sizes; it is resolved when its
+    mean over seeds is above zero by a one-sided t-test at the 95% level (`verdicts.above_zero`). Without a
+    resolved lift there is nothing to rebound from, and the verdict is "not comparable".
+
+    Returns:
+        (text, reason): `text` gives the lift, "lift (start - base) mean ± se"; `reason` is None when the
+        lift is resolved, else why the verdict is not comparable.
+    """
+    lifts = per_seed(summary, "lift", [])["lift"]
+    mean, se = mean_se(lifts)
+    n = len(lifts)
+    resolved = verdicts.above_zero(mean, se, n)
+    reason = None
+    if resolved is None:
+        reason = "fewer than 2 seeds: no standard error"
+    elif not resolved:
+        reason = (f"nothing to rebound from: the positive SFT lift (start - base) {_fmt(mean, se)} is not above "
+                  f"{verdicts.t_text(n)}; {verdicts.pm_text(n)}")
+    return f"lift (start - base) {_fmt(mean, se)}", reason
 
 
 def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -> list[verdicts.Verdict]:
     """Claim `rebound_two_phase`, one verdict per task: initial slope exceeds the later slope.
 
-    The test: per seed, the mean over positive sizes of initial_slope - later_slope; it holds when the
-    mean over seeds is above zero by a one-sided t-test at the 95% level (`verdicts.above_zero`).
+    Judged only where the positive SFT lifted the score (`lift_check`). The test: per seed, the mean over
+    positive sizes of initial_slope - later_slope; it holds when the mean over seeds is above zero by a
+    one-sided t-test at the 95% level (`verdicts.above_zero`).
     """
     out = []
     sub = summary[summary["reverse"] == reverse]
     for task, g in sub.groupby("task", sort=False):
+        lift, no_lift = lift_check(g)
         seeds = per_seed(g, "slope_gap", ["task"])["slope_gap"]
         mean, se = mean_se(seeds)
         init, init_se = mean_se(per_seed(g, "initial_slope", ["task"])["initial_slope"])
         later, later_se = mean_se(per_seed(g, "later_slope", ["task"])["later_slope"])
-        holds = verdicts.above_zero(mean, se, len(seeds))
+        n = len(seeds)
         out.append(verdicts.Verdict(
             claim="rebound_two_phase", chapter=chapter,
-            ours=(f"{task}: initial slope {_fmt(init, init_se)} vs later {_fmt(later, later_se)} score per "
-                  f"negative example; gap {_fmt(mean, se)} ({len(seeds)} seeds)"),
+            ours=(f"{task}: {lift}; initial slope {_fmt(init, init_se)} vs later {_fmt(later, later_se)} score "
+                  f"per negative example; gap {_fmt(mean, se)} ({n} seeds)"),
             paper="fast fall over the first negative examples, then a slower decline (curves only)",
-            outcome=verdicts.decide(holds),
-            reason=f"initial slope - later slope > {verdicts.t_text(len(seeds))} over seeds" if holds is not None
-            else "fewer than 2 seeds: no standard error",
+            outcome=verdicts.decide(verdicts.above_zero(mean, se, n), comparable=no_lift is None),
+            reason=no_lift or (f"lift resolved; initial slope - later slope > {verdicts.t_text(n)} over seeds; "
+                               f"{verdicts.pm_text(n)}"),
         ))
     return out
 
 
 def judge_positive_size(summary: pd.DataFrame, chapter: str, reverse: str = "sft",
                         claim: str = "rebound_positive_size") -> list[verdicts.Verdict]:
-    """More positive data, faster initial drop: slope of the initial drop on log10(positive size) > 0."""
+    """More positive data, a higher start and a faster initial drop, one verdict per task.
+
+    Judged only where the positive SFT lifted the score (`lift_check`). Per seed, the least-squares slopes
+    on log10(positive size) of the start and of the initial drop; it holds when both means over seeds are
+    above zero by a one-sided t-test at the 95% level (`verdicts.above_zero`).
+    """
     out = []
+    paper_text = "more positive data: higher start, faster initial drop (curves only)"
     sub = summary[summary["reverse"] == reverse]
     for task, g in sub.groupby("task", sort=False):
-        slopes = size_trend(g, "initial_drop")["slope"].dropna()
+        drops = size_trend(g, "initial_drop")["slope"].dropna()
         starts = size_trend(g, "start")["slope"].dropna()
-        if slopes.empty:
+        if drops.empty:
             out.append(verdicts.Verdict(claim=claim, chapter=chapter, ours=f"{task}: one positive size only",
-                                        paper="more positive data: faster initial drop",
-                                        outcome="not comparable", reason="needs at least 2 positive sizes"))
+                                        paper=paper_text, outcome="not comparable",
+                                        reason="needs at least 2 positive sizes"))
             continue
-        mean, se = mean_se(slopes)
+        lift, no_lift = lift_check(g)
+        d_mean, d_se = mean_se(drops)
         s_mean, s_se = mean_se(starts)
-        holds = verdicts.above_zero(mean, se, len(slopes))
+        n = len(drops)
+        higher = verdicts.above_zero(s_mean, s_se, n)
+        faster = verdicts.above_zero(d_mean, d_se, n)
         out.append(verdicts.Verdict(
             claim=claim, chapter=chapter,
-            ours=(f"{task} ({reverse.upper()}): initial drop per 10x positive data {_fmt(mean, se)}; "
-                  f"start per 10x {_fmt(s_mean, s_se)} ({len(slopes)} seeds)"),
-            paper="more positive data: higher start, faster initial drop (curves only)",
-            outcome=verdicts.decide(holds),
-            reason=f"slope of the initial drop on log10(positive size) > {verdicts.t_text(len(slopes))} over seeds"
-            if holds is not None else "fewer than 2 seeds: no standard error",
+            ours=(f"{task} ({reverse.upper()}): {lift}; per 10x positive data, start {_fmt(s_mean, s_se)} and "
+                  f"initial drop {_fmt(d_mean, d_se)} ({n} seeds)"),
+            paper=paper_text,
+            outcome=verdicts.decide(bool(higher and faster), comparable=no_lift is None),
+            reason=no_lift or (f"lift resolved; slopes on log10(positive size) of the start ({_resolved(higher)}) "
+                               f"and of the initial drop ({_resolved(faster)}) both > {verdicts.t_text(n)} over "
+                               f"seeds; {verdicts.pm_text(n)}"),
         ))
     return out
 
 
-def judge_end_shape(summary: pd.DataFrame, chapter: str, near_fraction: float,
-                    reverse: str = "sft") -> list[verdicts.Verdict]:
+def judge_end_shape(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -> list[verdicts.Verdict]:
     """Claim `rebound_below_base`: sentiment-like curves end below the base, safety-like ones near it.
 
-    Per task, per seed, the mean over positive sizes of end - base (score units) and of start - base. A
-    "below" task holds when end - base is below zero by a one-sided t-test at the 95% level (end - base +
-    t x se < 0, `verdicts.t_critical`); a "near" task holds when |end - base| <=
-    `near_fraction` x (start - base). The claim is reproduced when both kinds of task are present and
-    both hold.
+    Per task, per seed, the mean over positive sizes of end - base (score units). Judged only where every
+    task's positive SFT lifted the score (`lift_check`). A "below" task holds when end - base is below zero
+    by a one-sided t-test at the 95% level (end - base + t x se < 0, `verdicts.above_zero`); a "near"
+    task holds when end - base is within the noise of zero, |end - base| <= t x se
+    (`verdicts.within_noise`), a test that a wide spread passes. The claim is reproduced when both kinds
+    of task are present and both hold.
     """
     sub = summary[summary["reverse"] == reverse]
-    parts, holds_all, comparable = [], [], True
-    kinds = set()
+    parts, holds_all, no_lifts, kinds, n = [], [], [], set(), 0
     for task, g in sub.groupby("task", sort=False):
         kind = END_SHAPE.get(task)
         if kind is None:
@@ -640,25 +684,33 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, near_fraction: float,
         kinds.add(kind)
         gaps = per_seed(g, "end_minus_base", ["task"])["end_minus_base"]
         gap, gap_se = mean_se(gaps)
-        seeds = len(gaps)
-        lift, _ = mean_se(per_seed(g, "lift", ["task"])["lift"])
+        n = len(gaps)
+        lift, no_lift = lift_check(g)
+        if no_lift:
+            no_lifts.append(task)
         if kind == "below":
-            holds = bool(verdicts.above_zero(-gap, gap_se, seeds))
-            parts.append(f"{task}: end - base {_fmt(gap, gap_se)} (expected < 0)")
+            holds_all.append(verdicts.above_zero(-gap, gap_se, n))
+            parts.append(f"{task}: {lift}; end - base {_fmt(gap, gap_se)} (expected < 0)")
         else:
-            holds = abs(gap) <= near_fraction * lift
-            parts.append(f"{task}: end - base {_fmt(gap, gap_se)} vs start - base {lift:.4f} "
-                         f"(expected |end - base| <= {near_fraction:g} x lift)")
-        holds_all.append(bool(holds))
+            holds_all.append(verdicts.within_noise(gap, gap_se, n))
+            parts.append(f"{task}: {lift}; end - base {_fmt(gap, gap_se)} (expected within noise of 0)")
     if kinds != {"below", "near"}:
-        comparable = False
+        reason = "needs one sentiment-like and one safety-like task"
+    elif n < 2:
+        reason = "fewer than 2 seeds: no standard error"
+    elif no_lifts:
+        reason = (f"nothing to rebound from in {', '.join(no_lifts)}: the positive SFT lift (start - base) is not "
+                  f"above {verdicts.t_text(n)}; {verdicts.pm_text(n)}")
+    else:
+        t = verdicts.t_text(n)
+        reason = (f"lifts resolved; sentiment: end - base + {t} < 0; safety: |end - base| <= {t} (end not "
+                  f"resolved from the base, which a wide spread passes); {verdicts.pm_text(n)}")
     return [verdicts.Verdict(
         claim="rebound_below_base", chapter=chapter, ours="; ".join(parts) or "no task",
         paper="IMDb curves end below the base level; BeaverTails curves converge near it",
-        outcome=verdicts.decide(all(holds_all), comparable=comparable),
-        reason=(f"sentiment: end - base + {verdicts.t_text(seeds)} < 0; safety: |end - base| <= "
-                f"{near_fraction:g} x (start - base)") if comparable
-        else "needs one sentiment-like and one safety-like task",
+        outcome=verdicts.decide(all(h is True for h in holds_all),
+                                comparable=kinds == {"below", "near"} and not no_lifts),
+        reason=reason,
     )]
 
 
@@ -667,34 +719,61 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, near_fraction: float,
 # ---------------------------------------------------------------------------------------------------------
 
 
-def kl_table(curves: pd.DataFrame, task: str, epsilon: float) -> pd.DataFrame:
-    """Per positive size: KL to the base after positive SFT, and negative examples to bring it below epsilon.
+def kl_per_seed(curves: pd.DataFrame, task: str, epsilon: float) -> pd.DataFrame:
+    """Per positive size and seed: KL to the base after positive SFT, and negative examples to bring it below epsilon.
 
-    `negative_to_epsilon` is, per seed, the first evaluated negative size at which the KL (nats/token)
-    is below `epsilon` (a grid value, so an upper bound on the exact count); NaN if it never is within
-    the largest negative size (`reached` counts the seeds where it is). `kl_min_nats` is the smallest KL
-    seen along the negative run.
+    `kl_to_base` (nats/token) right after the positive SFT; `negative_to_epsilon` the first evaluated
+    negative size at which the KL is below `epsilon` (a grid value, so an upper bound on the exact count),
+    NaN if it never is within `negative_max`, the largest negative size; `kl_min` the smallest KL seen
+    along the negative run.
     """
     sub = curves[(curves["task"] == task) & (curves["reverse"] == "sft")]
-    per_seed_rows = []
+    rows = []
     for (size, seed), g in sub.groupby(["positive_size", "seed"]):
         g = g.sort_values("negative_examples")
         after = float(g.loc[g["negative_examples"] == 0, "kl_to_base_nats"].iloc[0])
         neg = g[g["negative_examples"] > 0]
         below = neg[neg["kl_to_base_nats"] < epsilon]
-        per_seed_rows.append({"positive_size": size, "seed": seed, "kl_to_base": after,
-                              "negative_to_epsilon": float(below["negative_examples"].iloc[0])
-                              if len(below) else math.nan,
-                              "kl_min": float(neg["kl_to_base_nats"].min())})
-    frame = pd.DataFrame(per_seed_rows)
+        rows.append({"positive_size": size, "seed": seed, "kl_to_base": after,
+                     "negative_to_epsilon": float(below["negative_examples"].iloc[0]) if len(below) else math.nan,
+                     "negative_max": int(neg["negative_examples"].max()),
+                     "kl_min": float(neg["kl_to_base_nats"].min())})
+    return pd.DataFrame(rows)
+
+
+def _kl_summary(per: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for size, g in frame.groupby("positive_size"):
+    for size, g in per.groupby("positive_size"):
         rows.append({"positive_size": int(size), "kl_to_base_nats": g["kl_to_base"].mean(),
                      "kl_to_base_sd": _sd(g["kl_to_base"]),
                      "negative_to_epsilon": g["negative_to_epsilon"].mean(),
                      "reached": int(g["negative_to_epsilon"].notna().sum()), "seeds": len(g),
-                     "kl_min_nats": g["kl_min"].mean()})
+                     "negative_max": int(g["negative_max"].max()), "kl_min_nats": g["kl_min"].mean()})
     return pd.DataFrame(rows)
+
+
+def kl_table(curves: pd.DataFrame, task: str, epsilon: float) -> pd.DataFrame:
+    """Per positive size, means over seeds of `kl_per_seed`: `kl_to_base_nats` (with `kl_to_base_sd`),
+    `negative_to_epsilon` (over the `reached` seeds of `seeds` where the KL fell below epsilon; NaN if
+    none), `negative_max` and `kl_min_nats`."""
+    return _kl_summary(kl_per_seed(curves, task, epsilon))
+
+
+def kl_table_text(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` for display: `negative_to_epsilon` as text, "> N (not reached)" where no seed reached epsilon
+    within the largest negative size N, and the seeds counted where only some did."""
+    out = table.copy()
+    text = []
+    for r in table.itertuples():
+        if r.reached == 0:
+            text.append(f"> {r.negative_max:,} (not reached)")
+        elif r.reached < r.seeds:
+            text.append(f"{r.negative_to_epsilon:.0f} in {r.reached} of {r.seeds} seeds, > {r.negative_max:,} in "
+                        "the others")
+        else:
+            text.append(f"{r.negative_to_epsilon:.0f}")
+    out["negative_to_epsilon"] = text
+    return out
 
 
 def _paper_table3_text() -> str:
@@ -708,33 +787,54 @@ def _paper_table3_text() -> str:
             f"{t['positive_size'].min():,} -> {t['positive_size'].max():,})")
 
 
-def judge_kl_table(table: pd.DataFrame, chapter: str, epsilon: float) -> list[verdicts.Verdict]:
-    """Claim `kl_table`: KL to the base grows with positive size, negative examples to return shrink."""
-    x = np.log10(table["positive_size"].to_numpy(float))
-    kl = table["kl_to_base_nats"].to_numpy(float)
-    kl_rises = bool(len(x) > 1 and np.polyfit(x, kl, 1)[0] > 0)
-    kls = ", ".join(f"{int(s)}: {k:.3f}" for s, k in zip(table["positive_size"], kl, strict=True))
+def _seed_slope(per: pd.DataFrame, column: str) -> tuple[float, float, int]:
+    # Mean ± se over seeds of the per-seed slope of `column` on log10(positive size), and the seed count.
+    slopes = pd.Series([_log_slope(g, column) for _, g in per.groupby("seed")]).dropna()
+    mean, se = mean_se(slopes) if len(slopes) else (math.nan, math.nan)
+    return mean, se, len(slopes)
+
+
+def judge_kl_table(per: pd.DataFrame, chapter: str, epsilon: float) -> list[verdicts.Verdict]:
+    """Claim `kl_table`: KL to the base grows with positive size, negative examples to return shrink.
+
+    `per` is `kl_per_seed`'s table. Per seed, the least-squares slopes on log10(positive size) of the KL
+    and of the examples needed; it holds when the KL slope is above zero and the examples' slope below
+    zero, each by a one-sided t-test at the 95% level over seeds (`verdicts.above_zero`). Not comparable
+    when some run never brought the KL below epsilon (the count is censored).
+    """
+    table = _kl_summary(per)
+    kls = ", ".join(f"{int(s)}: {k:.3f}" for s, k in zip(table["positive_size"], table["kl_to_base_nats"],
+                                                            strict=True))
+    kl_mean, kl_se, n = _seed_slope(per, "kl_to_base")
+    kl_rises = verdicts.above_zero(kl_mean, kl_se, n)
+    growth = (f"KL slope per 10x positive data {_fmt(kl_mean, kl_se, 3)}, {_resolved(kl_rises)} by > "
+              f"{verdicts.t_text(n)}")
     reached = table["reached"].to_numpy()
     if (reached < table["seeds"].to_numpy()).any():
         return [verdicts.Verdict(
             claim="kl_table", chapter=chapter,
-            ours=(f"KL to base after positive SFT (nats/token) {kls}; KL fell below {epsilon:g} in "
+            ours=(f"KL to base after positive SFT (nats/token) {kls}; {growth}; KL fell below {epsilon:g} in "
                   f"{int(reached.sum())} of {int(table['seeds'].sum())} runs (smallest KL reached "
                   f"{table['kl_min_nats'].min():.3f})"),
             paper=_paper_table3_text(),
             outcome="not comparable",
-            reason=f"the negative runs did not all bring the KL below epsilon = {epsilon:g}, so the count is "
-                   "censored; KL growth with positive size: " + ("yes" if kl_rises else "no"),
+            reason=(f"the negative runs did not all bring the KL below epsilon = {epsilon:g}, so the count is "
+                    f"censored; {verdicts.pm_text(n)}"),
         )]
-    need = table["negative_to_epsilon"].to_numpy(float)
-    need_falls = bool(len(x) > 1 and np.polyfit(x, need, 1)[0] < 0)
-    needs = ", ".join(f"{int(s)}: {n:.0f}" for s, n in zip(table["positive_size"], need, strict=True))
+    need_mean, need_se, _ = _seed_slope(per, "negative_to_epsilon")
+    need_falls = verdicts.above_zero(-need_mean, need_se, n)
+    needs = ", ".join(f"{int(s)}: {v:.0f}" for s, v in zip(table["positive_size"], table["negative_to_epsilon"],
+                                                             strict=True))
+    holds = None if kl_rises is None or need_falls is None else kl_rises and need_falls
     return [verdicts.Verdict(
         claim="kl_table", chapter=chapter,
-        ours=f"KL to base (nats/token) {kls}; negative examples to KL < {epsilon:g}: {needs}",
+        ours=(f"KL to base (nats/token) {kls}; {growth}; negative examples to KL < {epsilon:g}: {needs}, slope "
+              f"per 10x {_fmt(need_mean, need_se, 1)}, {_resolved(need_falls)} by < -{verdicts.t_text(n)}"),
         paper=_paper_table3_text(),
-        outcome=verdicts.decide(kl_rises and need_falls),
-        reason="least-squares slope on log10(positive size): KL > 0 and examples needed < 0",
+        outcome=verdicts.decide(holds),
+        reason=(f"per-seed least-squares slopes on log10(positive size): KL > {verdicts.t_text(n)} and examples "
+                f"needed < -{verdicts.t_text(n)} over seeds; {verdicts.pm_text(n)}") if holds is not None
+        else "fewer than 2 seeds: no standard error",
     )]
 
 
@@ -770,17 +870,17 @@ def run(cfg: Config) -> dict:
     check_data(cfg, cfg.tasks, cfg.positive_sizes + (cfg.dpo_positive_sizes if cfg.dpo_task else ()))
     curves, base = collect(units(cfg), "rebound: fine-tunes")
     summary = summarize(curves, base, cfg.initial_negative)
-    table = kl_table(curves, cfg.kl_task, cfg.kl_epsilon)
+    kl_seeds = kl_per_seed(curves, cfg.kl_task, cfg.kl_epsilon)
     found = judge_two_phase(summary, CHAPTER) + judge_positive_size(summary, CHAPTER)
-    found += judge_end_shape(summary, CHAPTER, cfg.near_base_fraction)
-    found += judge_kl_table(table, CHAPTER, cfg.kl_epsilon)
+    found += judge_end_shape(summary, CHAPTER)
+    found += judge_kl_table(kl_seeds, CHAPTER, cfg.kl_epsilon)
     if cfg.dpo_task is not None:
         found += judge_positive_size(summary, CHAPTER, reverse="dpo", claim="preference_ablation")
     return {
         "curves": curves,
         "base": base,
         "summary": summary,
-        "kl_table": table,
+        "kl_table": _kl_summary(kl_seeds),
         "paper_kl_table": paper.table3_kl_to_base(),
         "verdicts": verdicts.to_frame(found),
     }
@@ -880,10 +980,31 @@ def model_trend(summary: pd.DataFrame, by: str, order: list, column: str = "init
     return pd.DataFrame(rows)
 
 
+def lift_by_model(lifts: pd.DataFrame, by: str, label=str) -> str | None:
+    """The precondition of a rebound verdict across models: `lift_check`, model by model.
+
+    Args:
+        lifts: `model_trend(summary, by, order, "lift")`: `lift_mean`, `lift_se`, `seeds` per value of `by`.
+
+    Returns:
+        None when every model's positive SFT lift (start - base) is above zero by a one-sided t-test at the
+        95% level (`verdicts.above_zero`); else the reason the verdict is not comparable.
+    """
+    rows = list(zip(lifts[by], lifts["lift_mean"], lifts["lift_se"], lifts["seeds"], strict=True))
+    flat = [label(v) for v, m, s, n in rows if not verdicts.above_zero(m, s, int(n))]
+    if not flat:
+        return None
+    n = int(lifts["seeds"].max())
+    values = ", ".join(f"{label(v)}: {_fmt(m, s)}" for v, m, s, _ in rows)
+    return (f"nothing to rebound from at {', '.join(flat)}: positive SFT lift (start - base) {values}, each "
+            f"must be above {verdicts.t_text(n)}; {verdicts.pm_text(n)}")
+
+
 def judge_increase(trend: pd.DataFrame, by: str, column: str, claim: str, chapter: str, paper_text: str,
-                   label=str) -> verdicts.Verdict:
+                   label=str, no_lift: str | None = None) -> verdicts.Verdict:
     """Does `column` increase along `trend`'s rows? Holds when the means increase from row to row and the
-    paired (same-seed) difference last - first is above zero by a one-sided t-test at the 95% level."""
+    paired (same-seed) difference last - first is above zero by a one-sided t-test at the 95% level.
+    Not comparable when `no_lift` gives a reason (see `lift_by_model`)."""
     means = trend[f"{column}_mean"].to_numpy(float)
     ses = trend[f"{column}_se"].to_numpy(float)
     last_diff, last_se = trend["vs_first_mean"].iloc[-1], trend["vs_first_se"].iloc[-1]
@@ -898,6 +1019,7 @@ def judge_increase(trend: pd.DataFrame, by: str, column: str, claim: str, chapte
     return verdicts.Verdict(
         claim=claim, chapter=chapter,
         ours=f"{column} (score per negative example) {parts}; last - first {_fmt(last_diff, last_se)}",
-        paper=paper_text, outcome=verdicts.decide(holds),
-        reason=f"means increase with {by} and last - first > {verdicts.t_text(pairs)} (paired by seed)",
+        paper=paper_text, outcome=verdicts.decide(holds, comparable=no_lift is None),
+        reason=no_lift or (f"lifts resolved; means increase with {by} and last - first > "
+                           f"{verdicts.t_text(pairs)} (paired by seed); {verdicts.pm_text(pairs)}"),
     )
