@@ -40,6 +40,20 @@ def test_units_are_shared_with_the_rebound_chapter():
     assert cfg.positive_sizes[0] in r.positive_sizes and ours == theirs
 
 
+def test_pretraining_table_names_what_differs_besides_parameters(monkeypatch):
+    from elasticity import pretrain
+
+    monkeypatch.setenv("ELASTICITY_SCALE", "default")
+    table = model_size.pretraining_table("tiny", ("s", "l"))
+    assert list(table["size"]) == ["s", "l"] and (table["parameters"].diff().dropna() > 0).all()
+    for row in table.itertuples():
+        run = pretrain.preset(row.size)
+        assert row.peak_learning_rate == run.learning_rate and row.pretraining_tokens == run.budgets_tokens[-1]
+        assert row.tokens_per_parameter == pytest.approx(run.budgets_tokens[-1] / row.parameters)
+    hub = model_size.pretraining_table("qwen1.5", models.sizes("qwen1.5"))
+    assert hub["parameters"].is_monotonic_increasing and hub["peak_learning_rate"].isna().all()
+
+
 @pytest.mark.slow
 def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))

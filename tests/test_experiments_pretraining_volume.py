@@ -49,6 +49,10 @@ def test_threshold_verdict(small, large, seeds, outcome):
                           "initial_drop_se": [0.01, 0.01], "seeds": [seeds, seeds]})
     verdict = pretraining_volume.judge_threshold(trend, pretraining_volume.PRESETS["default"])
     assert verdict.outcome == outcome and verdict.claim == "pretraining_volume"
+    if seeds > 1:
+        assert "± is 1 SE over" in verdict.reason
+        gated = pretraining_volume.judge_threshold(trend, pretraining_volume.PRESETS["default"], "no lift")
+        assert gated.outcome == "not comparable" and gated.reason == "no lift"
 
 
 @pytest.mark.slow
@@ -66,4 +70,8 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     small, large = trend["initial_drop_mean"].iloc[0], trend["initial_drop_mean"].iloc[-1]
     appears = verdicts.above_zero(large, trend["initial_drop_se"].iloc[-1], len(cfg.seeds))
     expected = "reproduced" if appears and small / large <= cfg.threshold_fraction else "not reproduced"
+    lifted = [verdicts.above_zero(m, se, len(cfg.seeds))
+              for m, se in zip(trend["lift_mean"], trend["lift_se"], strict=True)]
+    if not all(lifted):  # nothing to rebound from at some budget
+        expected = "not comparable"
     assert found["outcome"].iloc[1] == expected

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 import elasticity.config
-from elasticity import models, paper, results, verdicts
+from elasticity import models, paper, pretrain, results, verdicts
 from elasticity.config import UserError
 from elasticity.experiments import rebound
 
@@ -42,12 +44,30 @@ def config(**overrides) -> Config:
     return rebound.preset_config(PRESETS, overrides)
 
 
+def pretraining_table(family: str, sizes) -> pd.DataFrame:
+    """Per size: `parameters`, and for the tiny family (pre-trained here) its pre-training run:
+    `pretraining_tokens` (the final budget), `peak_learning_rate`, `tokens_per_parameter`. Hub families
+    give their published parameter count and NaN for the run, which is not known here."""
+    counts = {row["size"]: row["num_parameters"] for row in models.info(family)}
+    rows = []
+    for size in sizes:
+        row = {"size": size, "parameters": int(counts[size]), "pretraining_tokens": float("nan"),
+               "peak_learning_rate": float("nan"), "tokens_per_parameter": float("nan")}
+        if models.family(family).kind == "tiny":
+            run = pretrain.preset(size)
+            row.update(pretraining_tokens=run.budgets_tokens[-1], peak_learning_rate=run.learning_rate,
+                       tokens_per_parameter=run.budgets_tokens[-1] / row["parameters"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def run(cfg: Config) -> dict:
     """Run the rebound protocol for every model size, positive size and seed.
 
     Returns:
         `curves`, `base` (see `rebound.collect`), `summary` (see `rebound.summarize`), `trend` (the
-        initial and later slopes per size, mean ± se over seeds), and `verdicts` (claim `model_size`).
+        initial and later slopes and the positive SFT lift per size, mean ± se over seeds), and
+        `verdicts` (claim `model_size`, judged only where every size's lift is resolved).
     """
     sizes = cfg.model_sizes
     rebound.check_data(cfg, (cfg.task,), cfg.positive_sizes)
@@ -60,10 +80,13 @@ def run(cfg: Config) -> dict:
     summary = rebound.summarize(curves, base, cfg.initial_negative)
     trend = rebound.model_trend(summary, "size", list(sizes), "initial_slope")
     later = rebound.model_trend(summary, "size", list(sizes), "later_slope")
+    lift = rebound.model_trend(summary, "size", list(sizes), "lift")
     trend = trend.merge(later[["size", "later_slope_mean", "later_slope_se"]], on="size")
+    trend = trend.merge(lift[["size", "lift_mean", "lift_se"]], on="size")
     verdict = rebound.judge_increase(
         trend, "size", "initial_slope", "model_size", CHAPTER,
         paper_text=f"faster initial decline with size ({', '.join(paper.QWEN_SIZES)}; curves only)",
+        no_lift=rebound.lift_by_model(lift, "size"),
     )
     if len(sizes) < 2:
         verdict = verdicts.Verdict(claim="model_size", chapter=CHAPTER, ours=verdict.ours, paper=verdict.paper,

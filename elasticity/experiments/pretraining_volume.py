@@ -63,13 +63,15 @@ def config(**overrides) -> Config:
     return rebound.preset_config(PRESETS, overrides)
 
 
-def judge_threshold(trend, cfg: Config) -> verdicts.Verdict:
+def judge_threshold(trend, cfg: Config, no_lift: str | None = None) -> verdicts.Verdict:
     """The paper's 0.1T observation: at the smallest budget the score barely moves under negative data, and
     the effect has appeared at the largest.
 
     Holds when the initial drop at the largest budget is above zero by a one-sided t-test at the 95% level
     over seeds (`verdicts.above_zero`) and the drop at the smallest budget is at most `threshold_fraction`
-    of it (means over seeds and positive sizes).
+    of it (means over seeds and positive sizes). Not comparable when `no_lift` gives a reason (the positive
+    SFT did not lift the score at some budget, `rebound.lift_by_model`): a score that was never lifted
+    "barely moves" trivially.
     """
     first, last = trend.iloc[0], trend.iloc[-1]
     small, large = first["initial_drop_mean"], last["initial_drop_mean"]
@@ -79,16 +81,23 @@ def judge_threshold(trend, cfg: Config) -> verdicts.Verdict:
             f"at {int(last['budget_tokens']):,} tokens {large:.4f} ± {last['initial_drop_se']:.4f}; "
             f"ratio {ratio:.2f} ({seeds} seeds)")
     appears = verdicts.above_zero(large, last["initial_drop_se"], seeds)
-    comparable = appears is not None
     holds = bool(appears and ratio <= cfg.threshold_fraction)
+    if appears is None:
+        reason = "fewer than 2 seeds: no standard error"
+    else:
+        reason = no_lift or (f"lifts resolved; threshold: initial drop at the largest budget > "
+                             f"{verdicts.t_text(seeds)}, and at the smallest budget <= {cfg.threshold_fraction:g} x "
+                             f"that; {verdicts.pm_text(seeds)}")
     return verdicts.Verdict(
         claim="pretraining_volume", chapter=CHAPTER, ours=ours,
         paper="at 0.1T tokens the score barely changes with negative data; the effect appears by 0.5T",
-        outcome=verdicts.decide(holds, comparable=comparable),
-        reason=(f"threshold: initial drop at the largest budget > {verdicts.t_text(seeds)}, and at the smallest "
-                f"budget <= {cfg.threshold_fraction:g} x that") if comparable
-        else "fewer than 2 seeds: no standard error",
+        outcome=verdicts.decide(holds, comparable=appears is not None and no_lift is None),
+        reason=reason,
     )
+
+
+def _tokens(budget) -> str:
+    return f"{int(budget):,} tokens"
 
 
 def run(cfg: Config) -> dict:
@@ -96,8 +105,9 @@ def run(cfg: Config) -> dict:
 
     Returns:
         `curves`, `base` (see `rebound.collect`) with a `budget_tokens` column (the final budget written
-        out), `summary` (see `rebound.summarize`), `trend` (initial slope and initial drop per budget,
-        mean ± se over seeds), and `verdicts` (claim `pretraining_volume`: growth with tokens, threshold).
+        out), `summary` (see `rebound.summarize`), `trend` (initial slope, initial drop and positive SFT
+        lift per budget, mean ± se over seeds), and `verdicts` (claim `pretraining_volume`: growth with
+        tokens, threshold; each judged only where every budget's lift is resolved).
     """
     budgets = cfg.token_budgets
     rebound.check_data(cfg, (cfg.task,), cfg.positive_sizes)
@@ -115,14 +125,17 @@ def run(cfg: Config) -> dict:
     summary = rebound.summarize(curves, base, cfg.initial_negative)
     trend = rebound.model_trend(summary, "budget_tokens", list(budgets), "initial_slope")
     drop = rebound.model_trend(summary, "budget_tokens", list(budgets), "initial_drop")
+    lift = rebound.model_trend(summary, "budget_tokens", list(budgets), "lift")
     trend = trend.merge(drop[["budget_tokens", "initial_drop_mean", "initial_drop_se"]], on="budget_tokens")
+    trend = trend.merge(lift[["budget_tokens", "lift_mean", "lift_se"]], on="budget_tokens")
+    no_lift = rebound.lift_by_model(lift, "budget_tokens", _tokens)
     growth = rebound.judge_increase(
         trend, "budget_tokens", "initial_slope", "pretraining_volume", CHAPTER,
         paper_text=f"more pre-training tokens, faster rebound (TinyLlama {', '.join(paper.TINYLLAMA_TOKENS)})",
-        label=lambda b: f"{int(b):,} tokens",
+        label=_tokens, no_lift=no_lift,
     )
     return {"curves": curves, "base": base, "summary": summary, "trend": trend,
-            "verdicts": verdicts.to_frame([growth, judge_threshold(trend, cfg)])}
+            "verdicts": verdicts.to_frame([growth, judge_threshold(trend, cfg, no_lift)])}
 
 
 def load_or_run(cfg: Config) -> dict:
