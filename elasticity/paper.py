@@ -119,8 +119,9 @@ CLAIMS = {
               f"Figures 6 and 10, {VERSION}", "CY-F, PN"),
         Claim("kl_table", "More safety data gives a larger KL to the base yet fewer unsafe examples to return "
               "below epsilon = 0.01.", f"Table 3 (App. B.2), {VERSION}", "PN, CY-F"),
-        Claim("preference_ablation", "The rebound ordering holds when the reverse step uses PPO, DPO, KTO or "
-              "SimPO.", f"Figure 7, {VERSION}", "CY-F, PN"),
+        Claim("preference_ablation", "The rebound ordering of Figure 4 (more positive data: higher start, faster "
+              "initial drop) holds when the reverse step uses PPO, DPO, KTO or SimPO.", f"Figure 7, {VERSION}",
+              "CY-F, PN"),
         Claim("theorem_4_2", "The normalized compression rate of the alignment set changes Theta(k) times faster "
               "than that of the pre-training set, with opposite sign.", f"Theorem 4.2, {VERSION}", "KO, PN, CY-F"),
     )
