@@ -99,6 +99,16 @@ def test_protocol_on_text_and_the_paper_formula():
     assert row["bits_per_token"] == pytest.approx(row["measured_bits"] * len(seqs) / sum(map(len, seqs)))
 
 
+def test_formula_gap_and_its_tolerance():
+    assert tokentree.formula_gap(11.0, 10.0) == pytest.approx(0.1)
+    assert tokentree.formula_gap(9.0, 10.0) == pytest.approx(0.1)
+    assert 0 < tokentree.FORMULA_TOLERANCE < 1
+    # a text of only ASCII bits at d = 1: every first block is the bit 0, H_1 = 0 and the formula says 0 bits
+    row = tokentree.protocol_row(tokentree.binary_sequences(["ab", "cd"]), 1)
+    assert row["pruned_entropy_bits"] == 0.0 and math.copysign(1.0, row["pruned_entropy_bits"]) == 1.0
+    assert tokentree.formula_gap(row["paper_formula_bits"], row["measured_bits"]) == pytest.approx(1.0)
+
+
 def test_decoding_a_cut_bit_string_is_refused():
     protocol = tokentree.HuffmanProtocol.fit([(0, 1, 1), (1,)], 2)
     bits = protocol.encode((0, 1, 1))
