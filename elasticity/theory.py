@@ -26,11 +26,16 @@ EQUAL_PARTS = (sp.Rational(1, 3),) * 3
 _K, _L = k, l  # the symbols, for functions whose float arguments are called k and l
 
 # The normalized compression rate of the paper is known only through one secondary source (digest §2.6,
-# [S1] PN): gamma^{D_i/D} = gamma^{D_i} - log M. Both it and the alternatives are constants in the
-# dataset sizes, so no derivative, ratio or change of rate below depends on the choice.
+# [S1] PN): gamma^{D_i/D} = gamma^{D_i} - log M, M the number of leaves of the pruned tree. The book's
+# definition (book/notation.md) is "log-leaves": gamma^{D_i} - log(M) / d, both terms per token, M counted
+# on the joint data's tree pruned at d (as `compression.normalized_compression_rate`, in bits there);
+# log(M)/d is the rate of a uniform code over the M leaves, so the normalized rate is negative where the
+# model's code beats the uniform one. "log-leaves-per-block" is the transcription taken literally (a
+# per-block log M from a per-token rate). Every choice is a constant in the dataset sizes, so no
+# derivative, ratio or change of rate below depends on it.
 NORMALIZATIONS = {
-    "log_m": lambda rate, num_leaves, depth: rate - sp.log(num_leaves),
-    "log_m_per_token": lambda rate, num_leaves, depth: rate - sp.log(num_leaves) / depth,
+    "log-leaves": lambda rate, num_leaves, depth: rate - sp.log(num_leaves) / depth,
+    "log-leaves-per-block": lambda rate, num_leaves, depth: rate - sp.log(num_leaves),
     "none": lambda rate, num_leaves, depth: rate,
 }
 
@@ -56,39 +61,60 @@ def compression_rate(leaf_probs: Sequence, joint_leaf_probs: Sequence, depth=d) 
     return sp.Add(*terms) / depth
 
 
-def normalized_rate(rate: sp.Expr, normalization: str = "log_m", num_leaves=M, depth=d) -> sp.Expr:
+def normalized_rate(rate: sp.Expr, normalization: str = "log-leaves", num_leaves=M, depth=d) -> sp.Expr:
     """The normalized compression rate gamma^{D_i/D}; `normalization` is a key of `NORMALIZATIONS`."""
     return NORMALIZATIONS[config.choice("normalization", normalization, NORMALIZATIONS)](rate, num_leaves, depth)
 
 
 def ideal_code_length_bits(length, depth, leaf_probs: Sequence) -> sp.Expr:
-    """Theorem 3.4 ([S1] transcription): ceil(|x|/d) * ceil(-sum_j p_j log2 p_j), bits.
+    """Theorem 3.4 in our reading: ceil(|x|/d) * ceil(-sum_j p_j log2 p_j), bits.
 
     Args:
         length: |x|, tokens (symbol or number).
         depth: pruning depth d, tokens.
-        leaf_probs: probabilities of the leaves of the pruned tree (symbols or numbers).
+        leaf_probs: probabilities of all leaves of the pruned tree, EOS leaves and cut nodes (symbols or
+            numbers).
     """
     entropy = -sp.Add(*[p * sp.log(p, 2) for p in leaf_probs])
     return sp.ceiling(length / depth) * sp.ceiling(entropy)
 
 
 def ideal_code_length_formula() -> sp.Eq:
-    """Theorem 3.4 as transcribed ([S1] KO), with the double sum over depths l and nodes j kept unevaluated.
+    """Theorem 3.4 in our reading [R] of the transcription ([S1] KO), sums kept unevaluated, bits.
 
-    E[L(x)] = ceil(|x|/d) ceil(-sum_{l=1}^{d} sum_{j=1}^{2^(l-1)} p_lj log p_lj): the EOS-leaf
-    probability p_lj of the j-th node at depth l (root at depth 1), bits when the log is base 2.
+    E[L(x)] = ceil(|x|/d) ceil(-sum_{l=1}^{d+1} sum_{j=1}^{2^(l-1)} p_lj log2 p_lj - sum_{j=1}^{2^d} c_j log2 c_j):
+    the entropy of all leaves of the tree pruned at d tokens. p_lj is the EOS leaf of the j-th node at depth
+    l (root at depth 1, so d token layers are depths 2..d+1), c_j the cut node j at depth d+1 (the mass
+    of the responses that go on below it). The transcription sums l = 1..d over EOS leaves only.
+    `pruned_entropy_bits` evaluates the inner entropy term by term.
     """
-    p = sp.IndexedBase("p")
+    p, c = sp.IndexedBase("p"), sp.IndexedBase("c")
     depth_index, node = sp.symbols("l j", positive=True, integer=True)
     length = sp.Symbol(r"\lvert x \rvert", positive=True, integer=True)
     log2 = sp.Function(r"\log_{2}")  # kept unevaluated, for display
     entropy = -sp.Sum(
         sp.Sum(p[depth_index, node] * log2(p[depth_index, node]), (node, 1, 2 ** (depth_index - 1))),
-        (depth_index, 1, d),
-    )
+        (depth_index, 1, d + 1),
+    ) - sp.Sum(c[node] * log2(c[node]), (node, 1, 2**d))
     expected = sp.Symbol(r"\mathbb{E}\left[\mathcal{L}_{p_\theta}(x)\right]")
     return sp.Eq(expected, sp.ceiling(length / d) * sp.ceiling(entropy), evaluate=False)
+
+
+def pruned_entropy_bits(weights: dict[str, float], eos: dict[str, float], depth: int) -> float:
+    """The entropy inside Theorem 3.4 as `ideal_code_length_formula` displays it, term by term, bits.
+
+    Args:
+        weights, eos: node and EOS-leaf weights of the token tree (`node_weights`); a prefix of n tokens
+            is a node at depth n + 1.
+        depth: pruning depth d, tokens.
+
+    Returns:
+        -sum p log2 p over the EOS leaves of the prefixes of 0..d tokens (depths 1..d+1) and the cut nodes
+        of d tokens (node weight minus its EOS leaf); the entropy of the leaves of `prune` at `depth`.
+    """
+    eos_leaves = [eos.get(prefix, 0.0) for prefix in weights if len(prefix) <= depth]
+    cut_nodes = [w - eos.get(prefix, 0.0) for prefix, w in weights.items() if len(prefix) == depth]
+    return entropy_bits([m for m in eos_leaves + cut_nodes if m > 1e-15])  # 1e-15: float residue of w - eos
 
 
 def path_probability(node_weights: Sequence) -> sp.Expr:
@@ -182,7 +208,7 @@ def entropy_bits(probs: Sequence[float]) -> float:
     """Shannon entropy -sum p log2 p of a distribution, bits (zero masses contribute nothing)."""
     probs = np.asarray(probs, dtype=float)
     probs = probs[probs > 0]
-    return float(-(probs * np.log2(probs)).sum())
+    return float(-(probs * np.log2(probs)).sum()) + 0.0  # + 0.0: no -0.0 for a one-symbol distribution
 
 
 def sequence_nll_bits(response: str, weights: dict[str, float], eos: dict[str, float]) -> float:
@@ -300,6 +326,21 @@ def rate_changes(k: float, l: float, depth: float = 1) -> tuple[float, float]:  
     return float(exact.delta_gamma_p.subs(values).evalf(30)), float(exact.delta_gamma_a.subs(values).evalf(30))
 
 
+# Figure 1's inverse proportionality (|D_i| x change of rate the same for every dataset) counts as shown
+# where the log-log slope of |change of rate| against dataset size is within this of -1 (our tolerance).
+SPRING_SLOPE_TOLERANCE = 0.05
+
+
+def spring_slope(k: float, delta_gamma_p: float, delta_gamma_a: float) -> float:
+    """Log-log slope of |change of rate| against dataset size, from D_a (size 1) to D_p (size k).
+
+    log(|delta_gamma_p| / |delta_gamma_a|) / log(k); -1 is an exact inverse proportionality.
+    """
+    if not k > 1:
+        raise config.UserError(f"need k > 1 for a slope between sizes 1 and k; got k={k!r}")
+    return math.log(abs(delta_gamma_p) / abs(delta_gamma_a)) / math.log(k)
+
+
 @dataclasses.dataclass(frozen=True)
 class ForceBalance:
     """The leaf-level identity behind the Hooke's-law analogy, derived for a small tree with sympy."""
@@ -365,7 +406,7 @@ class MonteCarloConfig:
     response_length: int = 20  # tokens per response (>= every depth)
     num_responses: int = 2000  # responses per part
     num_trees: int = 16  # Monte Carlo repetitions per shape
-    normalization: str = "log_m"  # a key of NORMALIZATIONS
+    normalization: str = "log-leaves"  # a key of NORMALIZATIONS
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -433,14 +474,15 @@ def pruned_parts(
     return out
 
 
-def leaf_rates(parts: np.ndarray, k: float, l: float, depth: int, normalization: str = "log_m") -> dict:  # noqa: E741
+def leaf_rates(parts: np.ndarray, k: float, l: float, depth: int, normalization: str = "log-leaves") -> dict:  # noqa: E741
     """Normalized rates of D_p and D_a and their l-derivatives from pruned-leaf distributions.
 
     Args:
-        parts: array [3, leaves], rows = the pruned-leaf distributions of D_1, D_2, D_3.
+        parts: array [3, leaves], rows = the pruned-leaf distributions of D_1, D_2, D_3; every leaf
+            carries mass in some part (as `pruned_parts` returns them).
         k, l: |D_p|/|D_a| and |D_t|/|D_a|; D_p has equal parts, D_a ~ D_2, D_t ~ D_3.
         depth: pruning depth d, tokens (rates are nats per token).
-        normalization: a key of NORMALIZATIONS, with M = 2**depth leaves.
+        normalization: a key of NORMALIZATIONS, with M = the number of leaves (columns of `parts`).
 
     Returns:
         dict with gamma_p, gamma_a (nats/token), dgamma_p_dl, dgamma_a_dl, delta_gamma_p, delta_gamma_a
@@ -457,7 +499,8 @@ def leaf_rates(parts: np.ndarray, k: float, l: float, depth: int, normalization:
     # exactly so that the tiny change for large k is not lost to cancellation
     log_ratio = np.log1p(l * (q - m0) / (total * m0))
     delta = {name: -np.sum(p * log_ratio) / depth for name, p in (("p", p_p), ("a", p_a))}
-    constant = float(normalized_rate(sp.Integer(0), normalization, 2**depth, depth))
+    num_leaves = parts.shape[1]  # M: the joint data's pruned tree, since D_a and D_t sit where D_2 and D_3 do
+    constant = float(normalized_rate(sp.Integer(0), normalization, num_leaves, depth))
     gamma = {name: -np.sum(p[p > 0] * np.log(m[p > 0])) / depth + constant for name, p in (("p", p_p), ("a", p_a))}
     return {
         "gamma_p": gamma["p"],

@@ -119,6 +119,17 @@ def test_normalization_does_not_change_derivatives(normalization):
         theory.normalized_rate(e.gamma_a, "log_n")
 
 
+def test_leaf_rates_normalization_subtracts_log_leaves_per_token():
+    parts = RNG.dirichlet(np.ones(5), size=3)  # M = 5 leaves
+    plain = theory.leaf_rates(parts, 10.0, 0.01, depth=4, normalization="none")
+    per_token = theory.leaf_rates(parts, 10.0, 0.01, depth=4, normalization="log-leaves")
+    per_block = theory.leaf_rates(parts, 10.0, 0.01, depth=4, normalization="log-leaves-per-block")
+    for name in ("gamma_p", "gamma_a"):
+        assert per_token[name] == pytest.approx(plain[name] - math.log(5) / 4)
+        assert per_block[name] == pytest.approx(plain[name] - math.log(5))
+    assert per_token["dgamma_a_dl"] == plain["dgamma_a_dl"]
+
+
 def test_leaf_rates_derivatives_match_finite_differences_with_overlap():
     parts = RNG.dirichlet(np.ones(7), size=3)  # every part on every leaf: maximal overlap
     for k_, l_ in ((5.0, 0.1), (40.0, 0.02)):
@@ -225,6 +236,36 @@ def test_token_tree_weights_loss_and_pruning():
     leaves = theory.prune(responses, masses, 3)
     assert sum(leaves.values()) == pytest.approx(1.0)
     assert all(len(label.rstrip("$.")) <= 3 for label in leaves)
+
+
+def test_displayed_formula_is_the_entropy_of_the_pruned_leaves():
+    rng = np.random.default_rng(1)
+    responses = theory.random_responses(rng, 30, 0, 7)  # the empty response too: the root's EOS leaf
+    masses = theory.pareto_masses(rng, 30, 1.2)
+    weights, eos = theory.node_weights(responses, masses)
+    for depth in range(1, 9):
+        exact = theory.entropy_bits(list(theory.prune(responses, masses, depth).values()))
+        assert theory.pruned_entropy_bits(weights, eos, depth) == pytest.approx(exact, abs=1e-12)
+    # the displayed sums: EOS leaves over depths 1..d+1 (root at depth 1), cut nodes 1..2^d
+    limits = {s.limits[-1] for s in theory.ideal_code_length_formula().rhs.atoms(sp.Sum)}
+    assert any(upper == d + 1 for _, _, upper in limits)
+    assert any(upper == 2**d for _, _, upper in limits)
+
+
+def test_entropy_of_a_certain_outcome_is_plus_zero():
+    assert math.copysign(1.0, theory.entropy_bits([1.0])) == 1.0
+
+
+def test_spring_slope():
+    assert theory.spring_slope(100.0, -0.01, 1.0) == pytest.approx(-1.0)
+    assert theory.spring_slope(100.0, -1.0, 1.0) == pytest.approx(0.0)
+    for k_ in (10.0, 1e3, 1e6):  # the closed form at small l: -1 to within the tolerance
+        slope = theory.spring_slope(k_, *theory.rate_changes(k_, 0.01))
+        assert abs(slope + 1) <= theory.SPRING_SLOPE_TOLERANCE
+    # a large perturbation breaks the proportionality (d gamma_p/dl changes sign at l = 1/2)
+    assert abs(theory.spring_slope(10.0, *theory.rate_changes(10.0, 0.45)) + 1) > theory.SPRING_SLOPE_TOLERANCE
+    with pytest.raises(config.UserError):
+        theory.spring_slope(1.0, -1.0, 1.0)
 
 
 def test_path_probability_telescopes_and_ideal_code_length():
