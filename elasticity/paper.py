@@ -1,6 +1,6 @@
 """The numbers and shapes the paper reports, each with its table or figure, version and source.
 
-Sources are those of `../shared/reference/paper-digest.md`: the paper's own tables could not be read,
+Sources are those of the paper digest (`book/sources.md`): the paper's own tables could not be read,
 so every value here is a third-party transcription (`PN`: Paper Note; `CY-F`: the cyberchitta
 finding page), cross-checked where two agree. Table and figure numbers follow arXiv v4/v6.
 """
@@ -103,6 +103,8 @@ THEOREM_K_TYPICAL = (1e3, 1e6)
 CLAIMS = {
     c.key: c
     for c in (
+        Claim("theorem_3_4", "Under the compression protocol a response x costs ceil(|x|/d) ceil(H_d) bits in "
+              "expectation, H_d the entropy of the token tree pruned at depth d.", f"Theorem 3.4, {VERSION}", "KO"),
         Claim("resistance", "Inverse alignment reaches a lower final SFT loss than forward alignment, in 27 of 27 "
               "cells.", f"Table 1, {VERSION}", "PN, CY-F"),
         Claim("resistance_kl", "Forward alignment changes the KL more than inverse alignment, in 7 of 7 pairs.",

@@ -34,6 +34,8 @@ class Planned:
 PLANNED: dict[str, Planned] = {
     p.name: p
     for p in (
+        Planned("compression_protocol", "elasticity.experiments.compression_protocol", "compression_protocol",
+                ("theorem_3_4",)),
         Planned("resistance", "elasticity.experiments.resistance", "resistance", ("resistance", "resistance_kl")),
         Planned("rebound", "elasticity.experiments.rebound", "rebound",
                 ("rebound_two_phase", "rebound_positive_size", "rebound_below_base", "kl_table",
