@@ -1,0 +1,45 @@
+"""The registry of the book's experiments and the verdict table it collects from cached results."""
+
+import pytest
+
+from elasticity import config, paper, verdicts
+from elasticity.experiments import measured, registry
+
+
+def test_registry_lists_the_planned_experiments():
+    assert set(registry.PLANNED) == {"compression_protocol", "resistance", "rebound", "model_size",
+                                     "pretraining_volume", "measured"}
+    assert registry.claims_of("compression_protocol") == ("theorem_3_4",)
+    assert registry.EXPERIMENTS["measured"] is measured
+    assert registry.chapter_of("measured") == "elasticity_measured"
+    assert registry.claims_of("measured") == ("theorem_4_2",)
+    with pytest.raises(config.UserError, match="unknown experiment"):
+        registry.experiment("nope")
+
+
+def test_uncomputed_verdicts_are_shown_as_such(tmp_path):
+    table = registry.collect_verdicts(cache=tmp_path)  # an empty cache: nothing computed
+    assert table.outcome.isna().all()
+    assert set(table.status) <= {registry.STATUS_NOT_COMPUTED, registry.STATUS_NO_MODULE, registry.STATUS_UNTESTED}
+    assert set(table.claim) == set(paper.CLAIMS)
+    text = registry.verdicts_markdown(table, linkable={"elasticity_measured"})
+    assert "{doc}`/notebooks/elasticity_measured`" in text
+    assert "reproduced" not in text  # no outcome word where nothing was computed
+    assert text.count("\n") == len(table) + 2
+
+
+def test_computed_verdicts_are_read_from_the_cache(tmp_path, monkeypatch):
+    from elasticity import results
+
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    cfg = measured.config()
+    found = [verdicts.Verdict("theorem_4_2", "elasticity_measured", "ours", "theirs", "not reproduced", "why")]
+    results.load_or_run(measured.NAME, cfg, lambda c: {"verdicts": verdicts.to_frame(found)}, cache=tmp_path)
+    # The entry is keyed by the computing function's module: write it under measured.run's key instead.
+    entry = results._entry_dir(measured.NAME, cfg, measured.run, tmp_path)
+    written = next(p for p in (tmp_path / "results" / measured.NAME).iterdir() if p != entry)
+    written.rename(entry)
+    table = registry.collect_verdicts(cache=tmp_path)
+    row = table[table.experiment == "measured"].iloc[0]
+    assert row.outcome == "not reproduced" and row.status == registry.STATUS_COMPUTED and row.ours == "ours"
+    assert "**not reproduced**" in registry.verdicts_markdown(table, linkable=set())
