@@ -27,6 +27,7 @@ OUTCOMES = {"reproduced", "not reproduced", "not comparable"}
     ({"initial_negative": 200}, "initial_negative"),
     ({"seeds": (0, 0)}, "repeats"),
     ({"learning_rate": 2.0}, "learning_rate"),
+    ({"positive_epochs": 0.0}, "positive_epochs"),
     ({"device": "tpu"}, "device"),
     ({"kl_task": "sentiment-imdb"}, "kl_task"),
     ({"kl_epsilon": 0.0}, "kl_epsilon"),
@@ -284,6 +285,37 @@ def test_pretrained_families_get_a_fine_tuning_learning_rate(monkeypatch):
     assert rebound.config(family="smollm2-135m", learning_rate=1e-4).learning_rate == 1e-4
     assert model_size.config(family="smollm2-135m").learning_rate == rebound.PRETRAINED_LEARNING_RATE
     assert pretraining_volume.config(family="smollm2-135m").learning_rate == rebound.PRETRAINED_LEARNING_RATE
+
+
+def test_positive_epochs_reach_the_positive_sft_only(tmp_path, monkeypatch):
+    """A unit's positive SFT makes `positive_epochs` passes; its negative run stays one pass, read along it."""
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    cfg = rebound.config(positive_sizes=(8,), positive_epochs=2.0, seeds=(0,), tasks=("sentiment",),
+                         kl_task="sentiment", dpo_task=None)
+    u = rebound.unit(cfg, "sentiment", None, None, 8, 0)
+    assert u.positive_epochs == 2.0
+    runs = []
+    real = rebound.finetune.finetune
+
+    def recording(model, tokenizer, examples, ft, **kwargs):
+        out = real(model, tokenizer, examples, ft, **kwargs)
+        runs.append((len(examples), ft.epochs, len(out.losses)))
+        return out
+
+    monkeypatch.setattr(rebound.finetune, "finetune", recording)
+    rows = rebound._compute_unit(u)["rows"]
+    steps = -(-8 // cfg.batch_size)  # optimizer steps per pass over 8 examples
+    assert runs == [(8, 2.0, 2 * steps), (cfg.negative_sizes[-1], 1.0, cfg.negative_sizes[-1] // cfg.batch_size)]
+    assert [r["negative_examples"] for r in rows] == [0, *cfg.negative_sizes]
+
+
+def test_the_default_preset_passes_over_positive_data_more_than_once(monkeypatch):
+    monkeypatch.setenv("ELASTICITY_SCALE", "default")
+    assert rebound.config().positive_epochs > 1 and rebound.PRESETS["smoke"].positive_epochs == 1
+    smol = rebound.config(family="smollm2-135m")
+    assert smol.positive_epochs == rebound.PRETRAINED_POSITIVE_EPOCHS
+    assert rebound.config(family="smollm2-135m", positive_epochs=3.0).positive_epochs == 3.0
 
 
 def test_paper_table3_text_comes_from_the_paper_module():
