@@ -186,6 +186,15 @@ def test_no_lift_means_nothing_to_rebound_from():
     assert end.outcome == "not comparable" and "in sentiment" in end.reason
 
 
+def test_a_part_that_fails_with_its_lift_resolved_decides_the_end_shape():
+    c1, b1 = _synthetic("sentiment", "near")  # lifted, but ends at the base instead of below it
+    c2, b2 = _synthetic("safety", "near")
+    c2.loc[c2["negative_examples"] == 0, "score"] = 0.0  # safety: no lift, so its part cannot be tested
+    [end] = rebound.judge_end_shape(rebound.summarize(pd.concat([c1, c2]), pd.concat([b1, b2]), 20), "rebound")
+    assert end.outcome == "not reproduced"
+    assert "the sentiment part fails" in end.reason and "safety not testable" in end.reason
+
+
 def test_positive_size_needs_a_higher_start_too():
     curves, base = _synthetic("sentiment", "below")
     # every positive size starts near 0.5 (well above the base): the start does not grow with positive data
@@ -196,7 +205,7 @@ def test_positive_size_needs_a_higher_start_too():
     summary = rebound.summarize(curves, base, 20)
     [v] = rebound.judge_positive_size(summary, "rebound")
     assert v.outcome == "not reproduced"
-    assert "start (not resolved)" in v.reason and "initial drop (resolved)" in v.reason
+    assert "start not resolved, initial drop resolved" in v.reason
 
 
 def test_near_base_is_judged_against_the_noise():

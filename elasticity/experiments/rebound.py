@@ -670,9 +670,9 @@ def judge_positive_size(summary: pd.DataFrame, chapter: str, reverse: str = "sft
                   f"initial drop {_fmt(d_mean, d_se)} ({n} seeds)"),
             paper=paper_text,
             outcome=verdicts.decide(bool(higher and faster), comparable=no_lift is None),
-            reason=no_lift or (f"lift resolved; slopes on log10(positive size) of the start ({_resolved(higher)}) "
-                               f"and of the initial drop ({_resolved(faster)}) both > {verdicts.t_text(n)} over "
-                               f"seeds; {verdicts.pm_text(n)}"),
+            reason=no_lift or (f"lift resolved; the slopes on log10(positive size) of the start and of the initial "
+                               f"drop must both exceed {verdicts.t_text(n)} over seeds: start "
+                               f"{_resolved(higher)}, initial drop {_resolved(faster)}; {verdicts.pm_text(n)}"),
         ))
     return out
 
@@ -685,10 +685,11 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
     by a one-sided t-test at the 95% level (end - base + t x se < 0, `verdicts.above_zero`); a "near"
     task holds when end - base is within the noise of zero, |end - base| <= t x se
     (`verdicts.within_noise`), a test that a wide spread passes. The claim is reproduced when both kinds
-    of task are present and both hold.
+    of task are present and both hold; a part that fails where its lift is resolved decides "not
+    reproduced" whatever the other part shows.
     """
     sub = summary[summary["reverse"] == reverse]
-    parts, holds_all, no_lifts, kinds, n = [], [], [], set(), 0
+    parts, holds_all, no_lifts, failed, kinds, n = [], [], [], [], set(), 0
     for task, g in sub.groupby("task", sort=False):
         kind = END_SHAPE.get(task)
         if kind is None:
@@ -701,15 +702,23 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
         if no_lift:
             no_lifts.append(task)
         if kind == "below":
-            holds_all.append(verdicts.above_zero(-gap, gap_se, n))
+            holds = verdicts.above_zero(-gap, gap_se, n)
             parts.append(f"{task}: {lift}; end - base {_fmt(gap, gap_se)} (expected < 0)")
         else:
-            holds_all.append(verdicts.within_noise(gap, gap_se, n))
+            holds = verdicts.within_noise(gap, gap_se, n)
             parts.append(f"{task}: {lift}; end - base {_fmt(gap, gap_se)} (expected within noise of 0)")
+        holds_all.append(holds)
+        if holds is False and not no_lift:
+            failed.append(task)
     if kinds != {"below", "near"}:
         reason = "needs one sentiment-like and one safety-like task"
     elif n < 2:
         reason = "fewer than 2 seeds: no standard error"
+    elif failed:
+        untested = f"; {', '.join(no_lifts)} not testable (its positive SFT lift is not resolved)" if no_lifts else ""
+        reason = (f"the {', '.join(failed)} part fails where its positive SFT lift is resolved (sentiment: end - base "
+                  f"+ {verdicts.t_text(n)} < 0; safety: |end - base| <= that many){untested}; "
+                  f"{verdicts.pm_text(n)}")
     elif no_lifts:
         reason = (f"nothing to rebound from in {', '.join(no_lifts)}: the positive SFT lift (start - base) is not "
                   f"above {verdicts.t_text(n)}; {verdicts.pm_text(n)}")
@@ -721,7 +730,7 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
         claim="rebound_below_base", chapter=chapter, ours="; ".join(parts) or "no task",
         paper="IMDb curves end below the base level; BeaverTails curves converge near it",
         outcome=verdicts.decide(all(h is True for h in holds_all),
-                                comparable=kinds == {"below", "near"} and not no_lifts),
+                                comparable=kinds == {"below", "near"} and n >= 2 and (not no_lifts or bool(failed))),
         reason=reason,
     )]
 
