@@ -117,7 +117,10 @@ CLAIMS = {
               "near it.", f"Figure 4, {VERSION}", "CY-F, KO"),
         Claim("model_size", "Larger models show a faster initial decline (Qwen1.5 0.5B < 4B < 7B).",
               f"Figures 5 and 9, {VERSION}", "CY-F, KO, PN"),
-        Claim("pretraining_volume", "More pre-training tokens give faster rebound; at 0.1T the score barely moves.",
+        Claim("pretraining_volume", "More pre-training tokens give a faster rebound.",
+              f"Figures 6 and 10, {VERSION}", "CY-F, PN"),
+        Claim("pretraining_threshold", "At 0.1T pre-training tokens the score barely moves under negative data; "
+              "the effect has appeared by 0.5T.",
               f"Figures 6 and 10, {VERSION}", "CY-F, PN"),
         Claim("kl_table", "More safety data gives a larger KL to the base yet fewer unsafe examples to return "
               "below epsilon = 0.01.", f"Table 3 (App. B.2), {VERSION}", "PN, CY-F"),

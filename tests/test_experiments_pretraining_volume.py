@@ -48,7 +48,7 @@ def test_threshold_verdict(small, large, seeds, outcome):
     trend = pd.DataFrame({"budget_tokens": [1000, 100000], "initial_drop_mean": [small, large],
                           "initial_drop_se": [0.01, 0.01], "seeds": [seeds, seeds]})
     verdict = pretraining_volume.judge_threshold(trend, pretraining_volume.PRESETS["default"])
-    assert verdict.outcome == outcome and verdict.claim == "pretraining_volume"
+    assert verdict.outcome == outcome and verdict.claim == "pretraining_threshold"
     if seeds > 1:
         assert "± is 1 SE over" in verdict.reason
         gated = pretraining_volume.judge_threshold(trend, pretraining_volume.PRESETS["default"], "no lift")
@@ -65,7 +65,7 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     assert list(trend["budget_tokens"]) == list(cfg.token_budgets)
     assert sorted(curves["budget_tokens"].unique()) == list(cfg.token_budgets)
     assert np.isfinite(curves[["score", "kl_to_base_nats"]].to_numpy()).all()
-    assert list(found["claim"]) == ["pretraining_volume", "pretraining_volume"]
+    assert list(found["claim"]) == ["pretraining_volume", "pretraining_threshold"]
     assert set(found["outcome"]) <= OUTCOMES
     small, large = trend["initial_drop_mean"].iloc[0], trend["initial_drop_mean"].iloc[-1]
     appears = verdicts.above_zero(large, trend["initial_drop_se"].iloc[-1], len(cfg.seeds))

@@ -89,7 +89,7 @@ def judge_threshold(trend, cfg: Config, no_lift: str | None = None) -> verdicts.
                              f"{verdicts.t_text(seeds)}, and at the smallest budget <= {cfg.threshold_fraction:g} x "
                              f"that; {verdicts.pm_text(seeds)}")
     return verdicts.Verdict(
-        claim="pretraining_volume", chapter=CHAPTER, ours=ours,
+        claim="pretraining_threshold", chapter=CHAPTER, ours=ours,
         paper="at 0.1T tokens the score barely changes with negative data; the effect appears by 0.5T",
         outcome=verdicts.decide(holds, comparable=appears is not None and no_lift is None),
         reason=reason,
@@ -106,8 +106,8 @@ def run(cfg: Config) -> dict:
     Returns:
         `curves`, `base` (see `rebound.collect`) with a `budget_tokens` column (the final budget written
         out), `summary` (see `rebound.summarize`), `trend` (initial slope, initial drop and positive SFT
-        lift per budget, mean ± se over seeds), and `verdicts` (claim `pretraining_volume`: growth with
-        tokens, threshold; each judged only where every budget's lift is resolved).
+        lift per budget, mean ± se over seeds), and `verdicts` (claims `pretraining_volume`, growth with
+        tokens, and `pretraining_threshold`; each judged only where every budget's lift is resolved).
     """
     budgets = cfg.token_budgets
     rebound.check_data(cfg, (cfg.task,), cfg.positive_sizes)

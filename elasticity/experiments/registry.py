@@ -42,7 +42,7 @@ PLANNED: dict[str, Planned] = {
                  "preference_ablation")),
         Planned("model_size", "elasticity.experiments.model_size", "model_size", ("model_size",)),
         Planned("pretraining_volume", "elasticity.experiments.pretraining_volume", "pretraining_volume",
-                ("pretraining_volume",)),
+                ("pretraining_volume", "pretraining_threshold")),
         Planned("measured", "elasticity.experiments.measured", "elasticity_measured", ("theorem_4_2",)),
     )
 }
