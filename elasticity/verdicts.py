@@ -73,9 +73,8 @@ def t_text(n: int, level: float = 0.95) -> str:
 def within_noise(mean: float, se: float, n: int, level: float = 0.95) -> bool | None:
     """Is a mean of n seeds within the noise of zero: |mean| <= t_critical(n) x se, so that neither
     `above_zero(mean)` nor `above_zero(-mean)` holds? None when there is no standard error."""
-    if n < 2 or not math.isfinite(se) or not math.isfinite(mean):
-        return None
-    return bool(abs(mean) <= t_critical(n, level) * se)
+    up = above_zero(mean, se, n, level)
+    return None if up is None else not (up or above_zero(-mean, se, n, level))
 
 
 def pm_text(n: int) -> str:
