@@ -2,13 +2,14 @@
 
 import ast
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from elasticity import paths
+from elasticity import lifeline, paths
 from elasticity.config import UserError, unknown
 
 
@@ -119,4 +120,5 @@ def build(path_output: Path | None = None, *, extra_args: tuple[str, ...] = ()) 
         command.append("--all")  # Sphinx re-reads only changed sources unless told to read them all
     if path_output is not None:
         command += ["--path-output", str(path_output)]
-    return subprocess.call([*command, *extra_args])
+    # jupyter-book ends with this process however it ends; its kernels end with it (ipykernel polls its parent).
+    return subprocess.call([*command, *extra_args], preexec_fn=lifeline.child_preexec(os.getpid()))

@@ -15,6 +15,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers}; must be a positive integer (1: no worker processes)")
+    workers = parallel.workers() if args.workers is None else args.workers
     source = book.chapter_path(args.chapter)
     defaults = book.parameters(source)
     values = {}
@@ -23,6 +24,8 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError(f"unknown parameter {name!r} of chapter {args.chapter!r}; accepted: {', '.join(defaults)}")
         values[name] = book.parse_value(name, text, defaults[name])
     family = str(values.get("family", defaults.get("family") or "default"))
+    parallel.check_fits(workers, values.get("family", defaults.get("family")) or "tiny",
+                        str(values.get("device", defaults.get("device")) or "cpu"))
     out_dir = Path(args.out) if args.out else paths.runs_dir() / family
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{args.chapter}.ipynb"
@@ -43,8 +46,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from elasticity import book
+    from elasticity import book, parallel
 
+    parallel.check_fits(parallel.workers(), "tiny", "cpu")  # the book's chapters run the tiny family on a CPU
     if args.scale:
         os.environ["ELASTICITY_SCALE"] = args.scale
     return book.build(Path(args.path_output) if args.path_output else None)

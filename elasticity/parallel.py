@@ -3,6 +3,8 @@
 One rebound unit (a SmolLM2 fine-tune with batches of 5 examples, 24-token sampling) leaves a GPU idle most
 of the time: the time goes to kernel launches, Python and the CPU scorers. Units in separate processes
 overlap there. On a CPU the processes split the cores instead, so one worker (in process) is the default.
+A count the machine cannot hold (cores, memory per worker) is refused before any process starts, and every
+worker ends with the process that started it (`elasticity.lifeline`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ from concurrent.futures.process import BrokenProcessPool
 
 from tqdm.auto import tqdm
 
+from elasticity import families, lifeline
 from elasticity.config import UserError
 
 ENV = "ELASTICITY_WORKERS"
+# Resident memory of a worker besides its model's training state: Python, torch, transformers, the scorers and
+# the data (measured: about 0.7 GB per worker of a tiny rebound run), and of the kernel that waits on them.
+PROCESS_BYTES = int(0.75 * 2**30)
+# A worker on a GPU also holds the CUDA runtime and its libraries in host memory, and the weights while loading.
+CUDA_HOST_BYTES = 2**30
+CPU_WEIGHT_BYTES = 4  # every family trains in float32 on a CPU (`models.dtype_for`)
 
 
 def workers() -> int:
@@ -28,7 +37,67 @@ def workers() -> int:
     return int(text)
 
 
-def _init_worker(threads: int) -> None:
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_bytes(family: str, device: str) -> tuple[int, int]:
+    """Estimated memory one worker needs to fine-tune the largest model of `family` on `device`, bytes.
+
+    Returns:
+        (host memory, device memory): on a CPU the training state (float32 weights, gradients and AdamW
+        moments) lives in host memory and the device memory is 0; on a GPU the host keeps the CUDA runtime
+        and the weights once, and the training state lives on the device.
+    """
+    num_parameters = families.largest_num_parameters(family)
+    if device == "cpu":
+        return PROCESS_BYTES + families.training_bytes(num_parameters, CPU_WEIGHT_BYTES, lora=False), 0
+    from elasticity import models  # torch: asking a GPU needs it anyway
+
+    weight_bytes = models.dtype_for(families.family(family), device).itemsize
+    return (PROCESS_BYTES + CUDA_HOST_BYTES + num_parameters * weight_bytes,
+            families.training_bytes(num_parameters, weight_bytes, lora=False))
+
+
+def max_workers(family: str, device: str) -> tuple[int, str]:
+    """The most worker processes this machine holds for units of `family` on `device`, and what limits it.
+
+    One core per worker; host memory available now, less one process for the kernel that waits on them,
+    divided by `worker_bytes`; on a GPU also its free memory divided by the worker's share.
+    """
+    import psutil
+
+    host, device_bytes = worker_bytes(family, device)
+    limits = {f"{cores()} cores": cores()}
+    available = psutil.virtual_memory().available
+    limits[f"{available / 2**30:.1f} GiB of memory available, about {host / 2**30:.1f} GiB per worker of "
+           f"family {family!r} on {device}"] = max(0, (available - PROCESS_BYTES) // host)
+    if device_bytes:
+        from elasticity import models
+
+        free = models.available_bytes(device)
+        limits[f"{free / 2**30:.1f} GiB free on {device}, about {device_bytes / 2**30:.1f} GiB per worker"] = (
+            free // device_bytes)
+    reason = min(limits, key=limits.get)
+    return max(1, limits[reason]), reason
+
+
+def check_fits(workers: int, family: str, device: str) -> None:
+    """Raise a one-line `UserError` naming the largest count that fits if `workers` processes would not."""
+    if workers <= 1:
+        return
+    most, reason = max_workers(family, device)
+    if workers > most:
+        raise UserError(f"{workers} worker processes do not fit this machine: at most {most} ({reason}); "
+                        f"give --workers or {ENV} {most} or fewer")
+
+
+def _init_worker(threads: int, parent_pid: int) -> None:
+    lifeline.end_with_parent(parent_pid)
     import torch
 
     torch.set_num_threads(threads)
@@ -38,8 +107,9 @@ def map_unordered(fn: Callable, items: Iterable, workers: int, desc: str) -> Ite
     """`fn(item)` for each item, yielded as each finishes, with a progress bar.
 
     With `workers` > 1 the items run in that many spawned processes (`fn` must be importable, a module-level
-    function), each with its share of this process's torch threads. The first error cancels the items not
-    started, waits for those running, and is raised here; whatever `fn` cached stays cached.
+    function), each with its share of this process's torch threads, each ending when this process ends.
+    The first error cancels the items not started, waits for those running, and is raised here; whatever
+    `fn` cached stays cached.
     """
     items = list(items)
     if workers < 1:
@@ -54,7 +124,7 @@ def map_unordered(fn: Callable, items: Iterable, workers: int, desc: str) -> Ite
 
     threads = max(1, torch.get_num_threads() // workers)
     pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads,))
+                               initializer=_init_worker, initargs=(threads, os.getpid()))
     try:
         futures = [pool.submit(fn, item) for item in items]
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({workers} workers)",

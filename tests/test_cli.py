@@ -1,11 +1,12 @@
 """Tests of the `elasticity` command: refusals are one line with exit code 2, before any work starts."""
 
+import multiprocessing
 import subprocess
 import sys
 
 import pytest
 
-from elasticity import book, cli, paths
+from elasticity import book, cli, parallel, paths
 
 TOY_CHAPTER = """---
 jupytext:
@@ -63,6 +64,36 @@ def test_bad_worker_count_is_refused_before_any_work(capsys, toy_notebooks, tmp_
     assert code == 2 and err.count("\n") == 1
     assert "--workers 0; must be a positive integer" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_workers_beyond_the_machine_are_refused_before_any_process_starts(capsys, toy_notebooks, tmp_path,
+                                                                        monkeypatch):
+    def no_process(*args, **kwargs):
+        raise AssertionError("a process was started")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", no_process)
+    monkeypatch.setattr(multiprocessing.Process, "start", no_process)
+    code, _, err = run_cli(capsys, "run", "toy", "--workers", "999", "--out", str(tmp_path / "out"))
+    most = parallel.max_workers("tiny", "cpu")[0]
+    assert code == 2 and err.count("\n") == 1
+    assert f"999 worker processes do not fit this machine: at most {most} (" in err
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv(parallel.ENV, "999")
+    for argv in (["run", "toy"], ["book"]):
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 2 and err.count("\n") == 1 and f"at most {most} (" in err
+
+
+def test_workers_beyond_the_machine_exit_2_in_one_line_without_importing_torch():
+    # No timed assertion (timings belong in benchmarks/): the refusal is fast because it reads only the chapter's
+    # parameters cell and the torch-free family registry (measured: 0.3 s, where importing torch alone takes 1.5 s).
+    code = ("import sys; from elasticity import cli; code = cli.main(['run', 'rebound', '--workers', '999']); "
+            "print('torch' in sys.modules, 'papermill' in sys.modules); sys.exit(code)")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.returncode == 2
+    assert completed.stderr.startswith("elasticity: error: 999 worker processes do not fit this machine")
+    assert completed.stderr.count("\n") == 1
+    assert completed.stdout.split() == ["False", "False"]
 
 
 @pytest.mark.parametrize("name, value", [("steps", "many"), ("steps", "1.5"), ("rate", "'fast'"), ("sizes", "3")])

@@ -1,5 +1,6 @@
 """Tests of elasticity.parallel: the worker count from the environment, and units in worker processes."""
 
+import contextlib
 import math
 import os
 
@@ -40,3 +41,77 @@ def test_worker_processes_compute_every_item_and_raise_the_first_error():
 def test_a_worker_that_dies_is_reported_in_one_line():
     with pytest.raises(RuntimeError, match=r"a worker process of 'test' died .* fewer than 2 workers"):
         list(parallel.map_unordered(os._exit, [1, 1], 2, "test"))
+
+
+class _Memory:
+    def __init__(self, available_gib: float):
+        self.available = int(available_gib * 2**30)
+
+
+def test_workers_are_limited_by_cores_and_memory(monkeypatch):
+    import psutil
+
+    monkeypatch.setattr(parallel, "cores", lambda: 8)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: _Memory(20))
+    assert parallel.max_workers("tiny", "cpu") == (8, "8 cores")
+    parallel.check_fits(8, "tiny", "cpu")
+    with pytest.raises(UserError, match=r"^9 worker processes do not fit this machine: at most 8 \(8 cores\); "
+                                        r"give --workers or ELASTICITY_WORKERS 8 or fewer$"):
+        parallel.check_fits(9, "tiny", "cpu")
+    # SmolLM2-135M trains in float32 on a CPU: about 3.2 GiB a worker; 20 GiB less the kernel's 0.75 hold 6
+    most, reason = parallel.max_workers("smollm2-135m", "cpu")
+    assert most == 6
+    assert reason == "20.0 GiB of memory available, about 3.2 GiB per worker of family 'smollm2-135m' on cpu"
+    with pytest.raises(UserError, match=r"at most 6 \(20\.0 GiB of memory available"):
+        parallel.check_fits(7, "smollm2-135m", "cpu")
+    parallel.check_fits(1, "llama2-7b", "cpu")  # one: no worker process (models.load refuses what cannot fit)
+
+
+def test_the_cpu_estimate_uses_the_width_models_train_in_on_a_cpu():
+    import torch
+
+    from elasticity import models
+
+    for family in models.FAMILIES.values():
+        assert models.dtype_for(family, "cpu") == torch.float32
+    assert parallel.CPU_WEIGHT_BYTES == torch.float32.itemsize
+
+
+# A parent that runs two sleeping units in worker processes and waits to be killed.
+PARENT = """
+import time
+from elasticity import parallel
+list(parallel.map_unordered(time.sleep, [60, 60], 2, "test"))
+"""
+
+
+def test_workers_end_when_their_parent_is_killed():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stderr=subprocess.DEVNULL)
+    tree = psutil.Process(parent.pid)
+    children = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            children = tree.children(recursive=True)
+            if sum("spawn_main" in " ".join(c.cmdline()) for c in children) == 2:
+                break
+            time.sleep(0.2)
+        assert sum("spawn_main" in " ".join(c.cmdline()) for c in children) == 2, "the workers did not start"
+        time.sleep(1.0)  # the workers have run their initializer
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        gone, alive = psutil.wait_procs(children, timeout=5)
+        alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, f"outlived their parent: {[' '.join(p.cmdline()) for p in alive]}"
+    finally:  # leave nothing behind, whatever failed
+        parent.kill()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()

@@ -477,6 +477,8 @@ def measure(units: list, desc: str, workers: int | None = None) -> list[dict]:
     """The cached results of base and curve units, computing the missing ones with a progress bar: in this
     process, or in `workers` processes (default `parallel.workers()`, from `ELASTICITY_WORKERS`)."""
     workers = parallel.workers() if workers is None else workers
+    for family, device in {(u.family, u.device) for u in units}:
+        parallel.check_fits(workers, family, device)
     if workers == 1:
         return list(parallel.map_unordered(compute, units, 1, desc))
     for _ in parallel.map_unordered(compute, pending(units), workers, desc):
