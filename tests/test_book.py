@@ -101,3 +101,39 @@ def test_sync_execution_cache_drops_a_stale_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(book, "package_fingerprint", lambda: "changed")
     assert book.sync_execution_cache(tmp_path) is True
     assert not cache.exists() and (tmp_path / ".elasticity-fingerprint").read_text() == "changed"
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_a_killed_book_build_leaves_no_process(tmp_path):
+    import contextlib
+    import signal
+    import time
+
+    import psutil
+
+    env = dict(os.environ, ELASTICITY_SCALE="smoke", ELASTICITY_CACHE=str(tmp_path / "cache"))
+    build = subprocess.Popen([sys.executable, "-m", "elasticity.cli", "book", "--path-output", str(tmp_path)],
+                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tree, commands = [], []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and build.poll() is None:
+            tree = [psutil.Process(build.pid), *psutil.Process(build.pid).children(recursive=True)]
+            commands = [" ".join(p.cmdline()) for p in tree]
+            if any("ipykernel" in c for c in commands):
+                break
+            time.sleep(0.1)
+        assert any("ipykernel" in c for c in commands), "no kernel started"
+        assert any("jupyter-book" in c for c in commands)
+        build.send_signal(signal.SIGKILL)
+        build.wait()
+        psutil.wait_procs(tree[1:], timeout=10)
+        alive = [c for p, c in zip(tree[1:], commands[1:], strict=True)
+                 if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, f"alive 10 s after `elasticity book` was killed: {alive}"
+    finally:
+        build.kill()
+        for process in tree[1:]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()

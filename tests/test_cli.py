@@ -1,9 +1,14 @@
 """Tests of the `elasticity` command: refusals are one line with exit code 2, before any work starts."""
 
+import contextlib
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 
 from elasticity import book, cli, parallel, paths
@@ -131,3 +136,101 @@ def test_console_script_exit_code():
     assert completed.returncode == 2
     assert completed.stderr.startswith("elasticity: error: unknown chapter 'no-such-chapter'")
     assert completed.stderr.count("\n") == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# An interrupted run: nothing of it survives, and a rerun resumes from the units it finished.
+# --------------------------------------------------------------------------------------------------
+
+REBOUND_UNITS = ("rebound-base", "rebound-unit")
+
+
+def _start_rebound(cache, out):
+    """`elasticity run rebound` at smoke scale with 2 workers, its own cache and output directory."""
+    env = {**os.environ, "ELASTICITY_SCALE": "smoke", "ELASTICITY_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop(parallel.ENV, None)
+    argv = [sys.executable, "-m", "elasticity.cli", "run", "rebound", "--workers", "2", "--out", str(out),
+            "--no-progress"]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _unit_results(cache) -> dict[str, str]:
+    """The cached rebound units: entry name -> result.json text."""
+    return {f"{p.parent.parent.name}/{p.parent.name}": p.read_text()
+            for name in REBOUND_UNITS for p in sorted((cache / "results" / name).glob("*/result.json"))}
+
+
+def _alive(processes):
+    alive = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+    return alive
+
+
+def _kill_while_a_worker_computes(cache, out, signum) -> list:
+    """Start a run, wait until a worker has finished a unit and workers are computing the next, send `signum`
+    to the CLI; return the processes of the run at that moment (CLI, kernel, workers, tracker), with their
+    command lines, once they have ended or 10 s have passed."""
+    cli_process = _start_rebound(cache, out)
+    run = psutil.Process(cli_process.pid)
+    tree = [run]
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and cli_process.poll() is None:
+            tree = [run, *run.children(recursive=True)]
+            workers = [p for p in tree if "spawn_main" in " ".join(p.cmdline())]
+            if workers and _unit_results(cache):
+                break
+            time.sleep(0.05)
+        assert cli_process.poll() is None, "the run ended before it could be interrupted"
+        assert workers and _unit_results(cache), "no worker finished a unit in time"
+        assert len(_unit_results(cache)) < 14, "every unit finished before the run could be interrupted"
+        tree = [run, *run.children(recursive=True)]
+        commands = [" ".join(p.cmdline()) for p in tree]
+        cli_process.send_signal(signum)
+        cli_process.wait()
+        psutil.wait_procs(tree[1:], timeout=10)
+        return list(zip(tree, commands, strict=True))
+    finally:
+        cli_process.kill()
+        cli_process.wait()
+        for process in _alive(tree[1:]):  # leave nothing behind, whatever failed above
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+
+
+def _role(command: str) -> str:
+    for role, mark in (("kernel", "ipykernel"), ("tracker", "resource_tracker"), ("worker", "spawn_main"),
+                       ("cli", "elasticity.cli")):
+        if mark in command:
+            return role
+    return command
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_rebound(tmp_path_factory):
+    """The cached units of an uninterrupted smoke-scale rebound run with 2 workers."""
+    cache = tmp_path_factory.mktemp("uninterrupted")
+    assert _start_rebound(cache / "cache", cache / "out").wait(timeout=600) == 0
+    return _unit_results(cache / "cache")
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_an_interrupted_run_leaves_no_process_and_a_rerun_resumes(tmp_path, signum, uninterrupted_rebound):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    tree = _kill_while_a_worker_computes(cache, out, signum)
+    roles = [_role(command) for _, command in tree]
+    assert roles.count("cli") == roles.count("kernel") == roles.count("tracker") == 1 and roles.count("worker") == 2
+    survivors = [command for process, command in tree if _alive([process])]
+    assert not survivors, f"alive 10 s after the CLI was killed: {survivors}"
+    finished = _unit_results(cache)
+    assert 0 < len(finished) < len(uninterrupted_rebound)
+    assert _start_rebound(cache, out).wait(timeout=600) == 0
+    resumed = _unit_results(cache)
+    assert {k: resumed[k] for k in finished} == finished  # the units the killed run finished were kept
+    assert resumed == uninterrupted_rebound
