@@ -90,7 +90,8 @@ def _finetune(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate, epochs=args.epochs, batch_size=args.batch_size,
         max_length=args.max_length, seed=args.seed, lora=args.lora,
     )
-    model, tokenizer = models.load(args.family, size=args.size, device=args.device, lora=args.lora)
+    model, tokenizer = models.load(args.family, size=args.size, device=args.device, lora=args.lora,
+                                   seed=args.seed)
     result = finetune.finetune(model, tokenizer, examples, config, output_dir=Path(args.out))
     result.model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)

@@ -369,7 +369,7 @@ def finetune(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, *, outpu
     if cfg.checkpoint_fractions and output_dir is None:
         raise UserError("checkpoint_fractions need an output_dir to save the checkpoints in")
     if cfg.lora and not _is_peft(model):
-        model = models.add_lora(model, r=cfg.lora_r)
+        model = models.add_lora(model, r=cfg.lora_r, seed=cfg.seed)
     elif not cfg.lora and _is_peft(model):
         raise UserError("the model carries LoRA adapters but FinetuneConfig.lora is False")
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:

@@ -179,11 +179,12 @@ def _prepare_tokenizer(tokenizer):
     return tokenizer
 
 
-def add_lora(model, fam: Family | None = None, *, r: int = 8, alpha: int | None = None):
+def add_lora(model, fam: Family | None = None, *, r: int = 8, alpha: int | None = None, seed: int = 0):
     """Wrap `model` with fresh LoRA adapters (peft) on the family's target modules; only they train.
 
     Args:
         r: adapter rank. alpha: scaling numerator (default 2r); dropout is 0 so training is deterministic.
+        seed: seeds the adapters' initial weights (drawn from torch's global generator, which is restored).
     """
     from peft import LoraConfig, get_peft_model
 
@@ -193,7 +194,11 @@ def add_lora(model, fam: Family | None = None, *, r: int = 8, alpha: int | None 
         raise UserError(f"none of the LoRA target modules {targets} exist in {type(model).__name__}")
     lora = LoraConfig(r=r, lora_alpha=alpha or 2 * r, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
                       target_modules=[t for t in targets if t in present])
-    return get_peft_model(model, lora)
+    # A fresh process's generator starts from a random seed: without this the adapters' `A` halves (and with
+    # them every loss after the first step) differ from run to run.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return get_peft_model(model, lora)
 
 
 @contextlib.contextmanager
@@ -211,7 +216,7 @@ def quiet_progress():
 
 
 def load(family_name: str | Family = "tiny", *, size: str | None = None, budget_tokens: int | None = None,
-         device: str = "cpu", lora: bool = False, lora_r: int = 8):
+         device: str = "cpu", lora: bool = False, lora_r: int = 8, seed: int = 0):
     """Load a model of a family with its tokenizer: a fresh trainable copy on every call.
 
     Args:
@@ -222,6 +227,7 @@ def load(family_name: str | Family = "tiny", *, size: str | None = None, budget_
         device: "cpu", "cuda" or "cuda:<i>". Hub models load in bfloat16 on CUDA (placed with `device_map`),
             everything else in float32.
         lora: wrap the model with fresh LoRA adapters (rank `lora_r`) so that only they train.
+        seed: seeds the adapters' initial weights (pass the run's seed).
 
     Returns:
         (model, tokenizer); the tokenizer has a pad token.
@@ -264,7 +270,7 @@ def load(family_name: str | Family = "tiny", *, size: str | None = None, budget_
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if lora:
-        model = add_lora(model, fam, r=lora_r)
+        model = add_lora(model, fam, r=lora_r, seed=seed)
     return model, tokenizer
 
 

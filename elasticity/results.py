@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from elasticity import paths
+from elasticity import numerics, paths
 
 _LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "trl", "numpy", "pandas", "sympy")
 
@@ -131,7 +131,8 @@ def versions() -> dict[str, str]:
 
 
 def provenance(config: Any, wall_time_s: float, key: str) -> dict[str, Any]:
-    """What produced a result: config, key, versions, device, seed, wall time, command, when, where."""
+    """What produced a result: config, key, versions, device, seed, wall time, command, when, where, and what its
+    bitwise identity depends on (`numerics.state`: kernel level, threads, MKL, the CPU)."""
     fields = dataclasses.asdict(config)
     return {
         "config": fields,
@@ -144,6 +145,7 @@ def provenance(config: Any, wall_time_s: float, key: str) -> dict[str, Any]:
         "command": " ".join(sys.argv),
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
+        "numerics": numerics.state(),
     }
 
 
@@ -197,6 +199,7 @@ def load_or_run(name: str, config: Any, compute: Callable[[Any], Any], *, cache:
     if cached is not None:
         return cached
     entry = _entry_dir(name, config, compute, cache)
+    numerics.check()  # nothing is cached that was computed at another kernel level than the pinned one
     start = time.perf_counter()
     result = compute(config)
     record = provenance(config, time.perf_counter() - start, entry.name)

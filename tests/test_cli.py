@@ -1,6 +1,7 @@
 """Tests of the `elasticity` command: refusals are one line with exit code 2, before any work starts."""
 
 import contextlib
+import json
 import multiprocessing
 import os
 import signal
@@ -234,3 +235,20 @@ def test_an_interrupted_run_leaves_no_process_and_a_rerun_resumes(tmp_path, sign
     resumed = _unit_results(cache)
     assert {k: resumed[k] for k in finished} == finished  # the units the killed run finished were kept
     assert resumed == uninterrupted_rebound
+
+
+@pytest.mark.slow
+def test_finetune_with_lora_gives_identical_numbers_in_fresh_processes(tmp_path):
+    env = {**os.environ, "ELASTICITY_SCALE": "smoke", "ELASTICITY_CACHE": str(tmp_path / "cache")}
+    runs = []
+    for name in ("first", "second"):
+        argv = [sys.executable, "-m", "elasticity.cli", "finetune", "--family", "tiny", "--dataset",
+                "rotten-tomatoes", "--label", "positive", "--n", "16", "--batch-size", "4", "--lora", "--seed", "0",
+                "--learning-rate", "1e-2", "--out", str(tmp_path / name)]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        printed = json.loads(done.stdout.strip().splitlines()[-1])
+        runs.append(((printed["steps"], printed["first_loss"], printed["final_loss"]),
+                     (tmp_path / name / "adapter_model.safetensors").read_bytes()))
+    (losses, weights), (losses_again, weights_again) = runs
+    assert losses == losses_again and weights == weights_again

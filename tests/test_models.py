@@ -137,3 +137,18 @@ def test_smollm2_converts_once_and_reloads(monkeypatch):
     assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
     # the float32 copy is not "quantized": Trainer and trl's trainers accept it
     assert getattr(model, "hf_quantizer", None) is None and not getattr(model.config, "quantization_config", None)
+
+
+def test_lora_adapters_start_from_the_seed(tiny_model_dir):
+    fam = local_family(tiny_model_dir)
+
+    def adapters(seed):
+        model, _ = models.load(fam, lora=True, seed=seed)
+        return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n}
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first, again, other = adapters(0), adapters(0), adapters(1)
+    assert first and all(torch.equal(first[n], again[n]) for n in first)
+    assert not all(torch.equal(first[n], other[n]) for n in first)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the global generator is left as it was

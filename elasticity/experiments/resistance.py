@@ -228,7 +228,8 @@ def _sd(values) -> float:
 
 def _build_checkpoints(unit: _Sft, directory: Path) -> None:
     """One epoch of SFT from theta_0, saving theta_1..theta_n as `directory/theta_<k>`."""
-    model, tokenizer = models.load(unit.family, size=unit.size, device=unit.device, lora=unit.lora)
+    model, tokenizer = models.load(unit.family, size=unit.size, device=unit.device, lora=unit.lora,
+                                   seed=unit.seed)
     label = alignment_label(unit.dataset)
     train = data.examples(unit.dataset, "train", n=unit.num_sft, seed=unit.seed, label=label)
     fractions = tuple((k + 1) / unit.num_checkpoints for k in range(unit.num_checkpoints))

@@ -1,0 +1,81 @@
+"""Same numbers on every machine of this kind: one CPU instruction-set level for torch, MKL and oneDNN.
+
+PyTorch's own kernels (ATen), MKL and oneDNN each pick a code path by the CPU's instruction set when the
+process starts. A wider vector unit sums in another order, the seventh digit of a loss moves, and over a
+training run and sampling that changes scores and verdicts: builds of one commit agreed within a class of
+machine and differed between classes. `pin` sets every library to AVX2, which every x86 machine of this
+kind has, through the libraries' own switches in the environment: the process and everything it starts
+(kernels, worker processes, jupyter-book) compute alike. Each library reads its switch when it first
+computes, so `pin` must run before torch computes anything (importing torch is fine); importing `elasticity`
+runs it. `ELASTICITY_NATIVE_KERNELS=1` opts out, for speed over identity.
+"""
+
+import os
+import sys
+
+OPT_OUT = "ELASTICITY_NATIVE_KERNELS"
+PINNED = {
+    "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's vectorised kernels
+    "MKL_CBWR": "AVX2",  # MKL's conditional numerical reproducibility: the AVX2 code path on any CPU that has it
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (mkldnn) kernels
+}
+PINNED_CAPABILITY = "AVX2"  # as `torch.backends.cpu.get_cpu_capability()` names it
+
+
+class NumericsError(RuntimeError):
+    """torch computed before the pinned kernels were set, so this process computes at another level."""
+
+
+def native() -> bool:
+    """Whether the user opted out of pinning (`ELASTICITY_NATIVE_KERNELS=1`)."""
+    return os.environ.get(OPT_OUT, "") == "1"
+
+
+def applies() -> bool:
+    """Whether pinning applies here: on by default on x86-64 Linux, where the switches exist."""
+    import platform
+
+    return not native() and sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
+
+
+def pin() -> None:
+    """Set the pinned levels in this process's environment, overriding what it inherited, unless opted out."""
+    if applies():
+        os.environ.update(PINNED)
+
+
+def check() -> None:
+    """Raise `NumericsError` if pinning applies but torch computes at another level in this process."""
+    if not applies():
+        return
+    import torch
+
+    found = torch.backends.cpu.get_cpu_capability()
+    if found != PINNED_CAPABILITY:
+        raise NumericsError(f"torch computes with {found} kernels, not {PINNED_CAPABILITY}: import elasticity "
+                            f"before torch computes (or set {OPT_OUT}=1 to accept numbers that differ between machines)")
+
+
+def _mkl_version() -> str | None:
+    import torch
+
+    marker = "Math Kernel Library Version "
+    show = torch.__config__.show()
+    return show.split(marker)[1].split("-")[0] if marker in show else None
+
+
+def state() -> dict:
+    """What a result's bitwise identity depends on: kernel levels, threads, library versions, the CPU."""
+    import torch
+
+    from elasticity import machine
+
+    return {
+        "pinned": applies(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **{name.lower(): os.environ.get(name) for name in PINNED},
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "mkl": _mkl_version(),
+        "cpu": machine.cpu_name(),
+    }

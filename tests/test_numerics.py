@@ -1,0 +1,102 @@
+"""Tests of elasticity.numerics: the pinned kernel level wins over the environment, and results record it."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from elasticity import numerics, results
+
+# One small training unit in a fresh process: a seeded tiny Llama fine-tuned for a few steps (the path every
+# training unit takes); prints the kernel level and a hash of the final loss and every weight.
+UNIT = textwrap.dedent("""
+    import hashlib, sys
+    sys.path.insert(0, sys.argv[1])
+    import torch
+    from conftest import EXAMPLES, make_model, make_tokenizer
+    from elasticity import finetune
+    tokenizer = make_tokenizer()
+    cfg = finetune.FinetuneConfig(learning_rate=1e-3, epochs=3.0, batch_size=2, max_length=32, seed=0, lora=False)
+    result = finetune.finetune(make_model(tokenizer, hidden_size=64), tokenizer, EXAMPLES, cfg, progress=False)
+    digest = hashlib.sha256(repr(result.losses).encode())
+    for parameter in result.model.parameters():
+        digest.update(parameter.detach().numpy().tobytes())
+    print(torch.backends.cpu.get_cpu_capability(), digest.hexdigest())
+""")
+TESTS_DIR = os.path.dirname(__file__)
+
+
+def _run_unit(**env) -> tuple[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k not in (*numerics.PINNED, numerics.OPT_OUT)}
+    done = subprocess.run([sys.executable, "-c", UNIT, TESTS_DIR], env={**clean, **env}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    capability, digest = done.stdout.split()[-2:]
+    return capability, digest
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not numerics.applies(), reason="pinning applies on x86-64 Linux")
+def test_the_pinned_level_wins_over_what_a_process_inherits():
+    inherited = _run_unit(ATEN_CPU_CAPABILITY="default")
+    nothing_set = _run_unit()
+    assert inherited == nothing_set
+    assert inherited[0] == numerics.PINNED_CAPABILITY
+    # the test can fail: opted out, the two levels give other numbers (here the machine's own level differs from
+    # the portable default one, as on every x86-64 machine with AVX2)
+    native_default = _run_unit(ATEN_CPU_CAPABILITY="default", ELASTICITY_NATIVE_KERNELS="1")
+    assert native_default[0] == "DEFAULT"
+    assert native_default[1] != nothing_set[1]
+
+
+@pytest.mark.skipif(not numerics.applies(), reason="pinning applies on x86-64 Linux")
+def test_this_process_computes_at_the_pinned_level():
+    assert torch.backends.cpu.get_cpu_capability() == numerics.PINNED_CAPABILITY
+    assert all(os.environ[name] == value for name, value in numerics.PINNED.items())
+    numerics.check()
+
+
+@pytest.mark.skipif(not numerics.applies(), reason="pinning applies on x86-64 Linux")
+def test_nothing_is_cached_from_a_process_where_torch_computed_first(tmp_path):
+    # the libraries read their switch when they first compute, not when they are imported
+    code = textwrap.dedent("""
+        import torch
+        torch.ones(3) + 1
+        import elasticity
+        from dataclasses import dataclass
+        from elasticity import numerics, results
+        @dataclass(frozen=True)
+        class Config:
+            seed: int = 0
+        try:
+            results.load_or_run("probe", Config(), lambda cfg: {"x": 1}, cache=__import__("pathlib").Path(CACHE))
+        except numerics.NumericsError as error:
+            print("refused:", error)
+    """).replace("CACHE", repr(str(tmp_path)))
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED} | {"ATEN_CPU_CAPABILITY": "default"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("refused: torch computes with DEFAULT kernels, not AVX2: import elasticity "
+                                  "before torch computes"), done.stderr[-2000:]
+    assert not (tmp_path / "results" / "probe").exists() or not any((tmp_path / "results" / "probe").iterdir())
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+
+
+def _compute(cfg: Config) -> dict:
+    return {"seed": cfg.seed}
+
+
+def test_provenance_names_what_identity_depends_on(tmp_path):
+    results.load_or_run("probe", Config(), _compute, cache=tmp_path)
+    record = results.load_provenance("probe", Config(), _compute, cache=tmp_path)["numerics"]
+    assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert record["torch_threads"] == torch.get_num_threads()
+    assert record["torch"] == torch.__version__ and record["cpu"]
+    assert set(record) >= {"pinned", "aten_cpu_capability", "mkl_cbwr", "onednn_max_cpu_isa", "mkl"}
