@@ -266,3 +266,26 @@ def test_units_done_counts_finished_rebound_units(gpu, tmp_path):
             (tmp_path / "results" / kind / name).mkdir(parents=True)
     (tmp_path / "results" / "rebound-unit" / "c.lock").touch()
     assert gpu.units_done(tmp_path) == 3
+
+
+# --------------------------------------------------------------------------------------------------
+# identity.py
+# --------------------------------------------------------------------------------------------------
+
+
+def test_identity_compares_units_byte_for_byte(tmp_path):
+    identity = load_benchmark("identity")
+
+    def cache(name, texts):
+        for key, text in texts.items():
+            entry = tmp_path / name / "results" / "rebound-unit" / f"{key}-codekey{name}"
+            entry.mkdir(parents=True)
+            (entry / "result.json").write_text(text)
+        return identity.unit_results(tmp_path / name)
+
+    base = cache("a", {"k1": '{"x": 1.0}', "k2": '{"x": 2.0}'})
+    assert set(base) == {"rebound-unit/k1", "rebound-unit/k2"}  # the code key is dropped
+    assert identity.identical(base, cache("b", {"k1": '{"x": 1.0}', "k2": '{"x": 2.0}'})) == 2
+    assert identity.identical(base, cache("c", {"k1": '{"x": 1.0}', "k2": '{"x": 2.0000001}'})) == 1
+    assert identity.identical(base, cache("d", {"k1": '{"x": 1.0}'})) == 1
+    assert identity.CANDIDATES["native_kernels"] == {"ELASTICITY_NATIVE_KERNELS": "1"}  # the control
