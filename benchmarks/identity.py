@@ -50,8 +50,8 @@ def identical(base: dict[str, str], other: dict[str, str]) -> int:
 
 def run(work: Path, name: str, extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in (*numerics.PINNED, numerics.OPT_OUT, "ELASTICITY_WORKERS")}
-    env.update(ELASTICITY_SCALE="smoke", ELASTICITY_CACHE=str(work / name), HF_HUB_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONHASHSEED="0", **extra)
+    env.update({"ELASTICITY_SCALE": "smoke", "ELASTICITY_CACHE": str(work / name), "HF_HUB_OFFLINE": "1",
+                "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONHASHSEED": "0", **extra})
     command = [sys.executable, "-m", "elasticity.cli", "run", "rebound", "--out", str(work / f"out-{name}"),
                "--no-progress"]
     with open(work / f"{name}.log", "w") as log:
