@@ -120,7 +120,12 @@ def test_a_killed_book_build_leaves_no_process(tmp_path):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and build.poll() is None:
             tree = [psutil.Process(build.pid), *psutil.Process(build.pid).children(recursive=True)]
-            commands = [" ".join(p.cmdline()) for p in tree]
+            commands = []
+            for process in tree:
+                try:
+                    commands.append(" ".join(process.cmdline()))
+                except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                    commands.append("")  # it has just ended
             if any("ipykernel" in c for c in commands):
                 break
             time.sleep(0.1)
@@ -129,8 +134,11 @@ def test_a_killed_book_build_leaves_no_process(tmp_path):
         build.send_signal(signal.SIGKILL)
         build.wait()
         psutil.wait_procs(tree[1:], timeout=10)
-        alive = [c for p, c in zip(tree[1:], commands[1:], strict=True)
-                 if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        alive = []
+        for process, command in zip(tree[1:], commands[1:], strict=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(command)
         assert not alive, f"alive 10 s after `elasticity book` was killed: {alive}"
     finally:
         build.kill()
