@@ -45,37 +45,38 @@ def pin() -> None:
 
 
 def check() -> None:
-    """Raise `NumericsError` if pinning applies but torch computes at another level in this process."""
-    if not applies():
-        return
-    import torch
+    """Raise `NumericsError` if pinning applies but torch computes at another level in this process.
 
+    Where torch has not been imported it has computed nothing, and will read the pinned switches when it does.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not applies():
+        return
     found = torch.backends.cpu.get_cpu_capability()
     if found != PINNED_CAPABILITY:
         raise NumericsError(f"torch computes with {found} kernels, not {PINNED_CAPABILITY}: import elasticity "
-                            f"before torch computes (or set {OPT_OUT}=1 to accept numbers that differ between machines)")
+                            f"before torch computes (or set {OPT_OUT}=1 to accept numbers that differ between "
+                            "machines)")
 
 
-def _mkl_version() -> str | None:
-    import torch
-
+def _mkl_version(torch) -> str | None:
     marker = "Math Kernel Library Version "
     show = torch.__config__.show()
     return show.split(marker)[1].split("-")[0] if marker in show else None
 
 
 def state() -> dict:
-    """What a result's bitwise identity depends on: kernel levels, threads, library versions, the CPU."""
-    import torch
-
+    """What a result's bitwise identity depends on: kernel levels, threads, library versions, the CPU (the torch
+    fields are None where torch was not imported: a result computed without it depends on none of them)."""
     from elasticity import machine
 
+    torch = sys.modules.get("torch")
     return {
         "pinned": applies(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_capability": torch and torch.backends.cpu.get_cpu_capability(),
         **{name.lower(): os.environ.get(name) for name in PINNED},
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "mkl": _mkl_version(),
+        "torch_threads": torch and torch.get_num_threads(),
+        "torch": torch and torch.__version__,
+        "mkl": torch and _mkl_version(torch),
         "cpu": machine.cpu_name(),
     }

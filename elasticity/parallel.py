@@ -72,7 +72,8 @@ def max_workers(family: str, device: str) -> tuple[int, str]:
     import psutil
 
     host, device_bytes = worker_bytes(family, device)
-    limits = {f"{cores()} cores": cores()}
+    count = cores()
+    limits = {f"{count} cores": count}
     available = psutil.virtual_memory().available
     limits[f"{available / 2**30:.1f} GiB of memory available, about {host / 2**30:.1f} GiB per worker of "
            f"family {family!r} on {device}"] = max(0, (available - PROCESS_BYTES) // host)

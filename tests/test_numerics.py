@@ -100,3 +100,11 @@ def test_provenance_names_what_identity_depends_on(tmp_path):
     assert record["torch_threads"] == torch.get_num_threads()
     assert record["torch"] == torch.__version__ and record["cpu"]
     assert set(record) >= {"pinned", "aten_cpu_capability", "mkl_cbwr", "onednn_max_cpu_isa", "mkl"}
+
+
+def test_a_process_without_torch_is_not_made_to_import_it():
+    code = ("import sys; from elasticity import numerics; numerics.check(); state = numerics.state(); "
+            "print('torch' in sys.modules, state['cpu_capability'], state['aten_cpu_capability'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    pinned = numerics.PINNED["ATEN_CPU_CAPABILITY"] if numerics.applies() else "None"
+    assert done.stdout.split() == ["False", "None", pinned]
