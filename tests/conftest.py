@@ -4,6 +4,7 @@ Nothing is downloaded and nothing is read from the cache: the tokenizer is train
 few milliseconds, and every model is built from a `LlamaConfig`.
 """
 
+import contextlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -43,6 +44,28 @@ def load_script(relative_path: str, name: str):
     sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def alive(processes) -> list:
+    """The processes (psutil) still running; one that has ended but is not reaped yet (a zombie) counts as ended."""
+    import psutil
+
+    running = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+    return running
+
+
+def command_line(process) -> str:
+    """A process's (psutil) command line, or "" if it has just ended."""
+    import psutil
+
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return ""
 
 
 def make_tokenizer(vocab_size: int = 320, *, model_max_length: int = 128):

@@ -10,6 +10,7 @@ from pathlib import Path
 import jupytext
 import pytest
 import yaml
+from conftest import alive, command_line
 
 from elasticity import book, paths
 
@@ -120,12 +121,7 @@ def test_a_killed_book_build_leaves_no_process(tmp_path):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and build.poll() is None:
             tree = [psutil.Process(build.pid), *psutil.Process(build.pid).children(recursive=True)]
-            commands = []
-            for process in tree:
-                try:
-                    commands.append(" ".join(process.cmdline()))
-                except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                    commands.append("")  # it has just ended
+            commands = [command_line(process) for process in tree]
             if any("ipykernel" in c for c in commands):
                 break
             time.sleep(0.1)
@@ -134,12 +130,8 @@ def test_a_killed_book_build_leaves_no_process(tmp_path):
         build.send_signal(signal.SIGKILL)
         build.wait()
         psutil.wait_procs(tree[1:], timeout=10)
-        alive = []
-        for process, command in zip(tree[1:], commands[1:], strict=True):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if process.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(command)
-        assert not alive, f"alive 10 s after `elasticity book` was killed: {alive}"
+        survivors = [command for process, command in zip(tree[1:], commands[1:], strict=True) if alive([process])]
+        assert not survivors, f"alive 10 s after `elasticity book` was killed: {survivors}"
     finally:
         build.kill()
         for process in tree[1:]:

@@ -11,6 +11,7 @@ import time
 
 import psutil
 import pytest
+from conftest import alive, command_line
 
 from elasticity import book, cli, parallel, paths
 
@@ -162,15 +163,6 @@ def _unit_results(cache) -> dict[str, str]:
             for name in REBOUND_UNITS for p in sorted((cache / "results" / name).glob("*/result.json"))}
 
 
-def _alive(processes):
-    alive = []
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(process)
-    return alive
-
-
 def _kill_while_a_worker_computes(cache, out, signum) -> list:
     """Start a run, wait until a worker has finished a unit and workers are computing the next, send `signum`
     to the CLI; return the processes of the run at that moment (CLI, kernel, workers, tracker), with their
@@ -182,14 +174,14 @@ def _kill_while_a_worker_computes(cache, out, signum) -> list:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and cli_process.poll() is None:
             tree = [run, *run.children(recursive=True)]
-            workers = [p for p in tree if "spawn_main" in _command(p)]
+            workers = [p for p in tree if "spawn_main" in command_line(p)]
             if workers and _unit_results(cache):
                 break
             time.sleep(0.05)
         assert cli_process.poll() is None, "the run ended before it could be interrupted"
         assert workers and _unit_results(cache), "no worker finished a unit in time"
         tree = [run, *run.children(recursive=True)]
-        commands = [_command(p) for p in tree]
+        commands = [command_line(p) for p in tree]
         cli_process.send_signal(signum)
         cli_process.wait()
         psutil.wait_procs(tree[1:], timeout=10)
@@ -197,17 +189,9 @@ def _kill_while_a_worker_computes(cache, out, signum) -> list:
     finally:
         cli_process.kill()
         cli_process.wait()
-        for process in _alive(tree[1:]):  # leave nothing behind, whatever failed above
+        for process in alive(tree[1:]):  # leave nothing behind, whatever failed above
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
-
-
-def _command(process: psutil.Process) -> str:
-    """A process's command line, or "" if it has just ended."""
-    try:
-        return " ".join(process.cmdline())
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return ""
 
 
 def _role(command: str) -> str:
@@ -234,7 +218,7 @@ def test_an_interrupted_run_leaves_no_process_and_a_rerun_resumes(tmp_path, sign
     tree = _kill_while_a_worker_computes(cache, out, signum)
     roles = [_role(command) for _, command in tree]
     assert roles.count("cli") == roles.count("kernel") == roles.count("tracker") == 1 and roles.count("worker") == 2
-    survivors = [command for process, command in tree if _alive([process])]
+    survivors = [command for process, command in tree if alive([process])]
     assert not survivors, f"alive 10 s after the CLI was killed: {survivors}"
     finished = _unit_results(cache)
     assert 0 < len(finished) < len(uninterrupted_rebound)

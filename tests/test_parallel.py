@@ -5,6 +5,7 @@ import math
 import os
 
 import pytest
+from conftest import alive, command_line
 
 from elasticity import parallel
 from elasticity.config import UserError
@@ -100,16 +101,16 @@ def test_workers_end_when_their_parent_is_killed():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             children = tree.children(recursive=True)
-            if sum("spawn_main" in " ".join(c.cmdline()) for c in children) == 2:
+            if sum("spawn_main" in command_line(c) for c in children) == 2:
                 break
             time.sleep(0.2)
-        assert sum("spawn_main" in " ".join(c.cmdline()) for c in children) == 2, "the workers did not start"
+        assert sum("spawn_main" in command_line(c) for c in children) == 2, "the workers did not start"
         time.sleep(1.0)  # the workers have run their initializer
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        gone, alive = psutil.wait_procs(children, timeout=5)
-        alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
-        assert not alive, f"outlived their parent: {[' '.join(p.cmdline()) for p in alive]}"
+        psutil.wait_procs(children, timeout=5)
+        survivors = alive(children)
+        assert not survivors, f"outlived their parent: {[command_line(p) for p in survivors]}"
     finally:  # leave nothing behind, whatever failed
         parent.kill()
         for child in children:
