@@ -75,7 +75,7 @@ def main() -> None:
         "units": len(base), "identical_units": counts,
         "changes_the_numbers": sorted(name for name, count in counts.items() if count < len(base)),
         "wall_s": round(time.perf_counter() - start, 1), "logs": str(work),
-        "pinned": {name: value for name, value in numerics.PINNED.items()}, "machine": describe_machine(),
+        "pinned": dict(numerics.PINNED), "machine": describe_machine(),
     }
     print(json.dumps(result))
     if args.output:
