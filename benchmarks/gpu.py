@@ -141,7 +141,7 @@ def counting_loads(counter: FlopCounter):
 
 # The phases of a rebound unit, and the module functions that mark them (patched while the sweep runs).
 PHASES = {"load": ("elasticity.models", "load"), "sft": ("elasticity.finetune", "finetune"),
-          "dpo": ("elasticity.experiments.rebound", "_dpo_run"), "generate": ("elasticity.generate", "generate"),
+          "dpo": ("elasticity.experiments.rebound_units", "_dpo_run"), "generate": ("elasticity.generate", "generate"),
           "score": ("elasticity.scoring", "score"), "kl": ("elasticity.scoring", "kl_divergence"),
           "kl_base": ("elasticity.scoring", "text_log_probs")}
 
@@ -238,7 +238,7 @@ def set_precision(precision: str, device: str):
 def measure_unit(item: tuple) -> dict:
     """Compute one rebound unit (`item` = (unit, precision)) under the phase clock and the FLOP counter, in
     this process or in a worker; return its figures (the result itself goes to the results cache)."""
-    from elasticity.experiments import rebound
+    from elasticity.experiments import rebound_units
 
     u, precision = item
     cuda = u.device.startswith("cuda")
@@ -248,7 +248,7 @@ def measure_unit(item: tuple) -> dict:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     with clock.patched(), counting_loads(counter), set_precision(precision, u.device):
-        rebound.compute(u)
+        rebound_units.compute(u)
     sync()
     return {"unit_s": time.perf_counter() - start, "phases_s": clock.seconds, "calls": clock.calls,
             "flops": counter.flops, "tokens": counter.tokens,
@@ -349,7 +349,7 @@ def run(args) -> dict:
         import transformers
 
         from elasticity import config
-        from elasticity.experiments import rebound
+        from elasticity.experiments import rebound, rebound_units
 
         transformers.logging.set_verbosity_error()
         start = time.perf_counter()
@@ -368,7 +368,7 @@ def run(args) -> dict:
         matched, nominal = nominal_peak(name) if device == "cuda" else (None, None)
 
         cfg = rebound.config(family=args.family, device=device)
-        todo = [(u, args.precision) for u in rebound.pending(rebound.units(cfg))]
+        todo = [(u, args.precision) for u in rebound_units.pending(rebound.units(cfg))]
         stats: list[dict] = []
         cpu_start, start = time.process_time(), time.perf_counter()
         previous = signal.signal(signal.SIGTERM, _stop)

@@ -7,7 +7,7 @@ import pytest
 
 from elasticity import models
 from elasticity.config import UserError
-from elasticity.experiments import model_size, rebound
+from elasticity.experiments import model_size, rebound, rebound_units
 
 OUTCOMES = {"reproduced", "not reproduced", "not comparable"}
 
@@ -38,12 +38,12 @@ def test_units_are_shared_with_the_rebound_chapter_at_its_positive_passes():
     # the rebound chapter's passes, the default size's units are its units (same cache entries)
     cfg, r = model_size.PRESETS["default"], rebound.PRESETS["default"]
     size = models.default_size("tiny")
-    theirs = rebound.unit(r, "sentiment", r.size, None, cfg.positive_sizes[0], 0)
-    ours = rebound.unit(cfg, "sentiment", size, None, cfg.positive_sizes[0], 0)
+    theirs = rebound_units.unit(r, "sentiment", r.size, None, cfg.positive_sizes[0], 0)
+    ours = rebound_units.unit(cfg, "sentiment", size, None, cfg.positive_sizes[0], 0)
     assert ours != theirs and dataclasses.replace(ours, positive_epochs=r.positive_epochs) == theirs
     matched = dataclasses.replace(cfg, positive_epochs=r.positive_epochs)
     assert cfg.positive_sizes[0] in r.positive_sizes
-    assert rebound.unit(matched, "sentiment", size, None, cfg.positive_sizes[0], 0) == theirs
+    assert rebound_units.unit(matched, "sentiment", size, None, cfg.positive_sizes[0], 0) == theirs
 
 
 def test_pretraining_table_names_what_differs_besides_parameters(monkeypatch):

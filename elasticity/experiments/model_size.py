@@ -9,15 +9,15 @@ import pandas as pd
 import elasticity.config
 from elasticity import models, paper, pretrain, results, verdicts
 from elasticity.config import UserError
-from elasticity.experiments import rebound
+from elasticity.experiments import rebound, rebound_figures, rebound_judge, rebound_units
 
 NAME = "model_size"
 CHAPTER = "model_size"
 
 
 @dataclass(frozen=True)
-class Config(rebound.Sweep):
-    """The rebound protocol (see `rebound.Protocol`) on one task, for each model size of a family."""
+class Config(rebound_units.Sweep):
+    """The rebound protocol (see `rebound_units.Protocol`) on one task, for each model size of a family."""
 
     sizes: tuple[str, ...] | None = None  # keys of models.sizes(family), smallest first; None: all of them
 
@@ -35,7 +35,7 @@ class Config(rebound.Sweep):
 
 
 # The paper's sizes divided by 20 (as in the rebound chapter).
-PRESETS = {"default": Config(), "smoke": Config(**rebound.SWEEP_SMOKE)}
+PRESETS = {"default": Config(), "smoke": Config(**rebound_units.SWEEP_SMOKE)}
 
 
 def config(**overrides) -> Config:
@@ -65,28 +65,28 @@ def run(cfg: Config) -> dict:
     """Run the rebound protocol for every model size, positive size and seed.
 
     Returns:
-        `curves`, `base` (see `rebound.collect`), `summary` (see `rebound.summarize`), `trend` (the
+        `curves`, `base` (see `rebound_units.collect`), `summary` (see `rebound_judge.summarize`), `trend` (the
         initial and later slopes and the positive SFT lift per size, mean ± se over seeds), and
         `verdicts` (claim `model_size`, judged only where every size's lift is resolved).
     """
     sizes = cfg.model_sizes
-    rebound.check_data(cfg, (cfg.task,), cfg.positive_sizes)
+    rebound_units.check_data(cfg, (cfg.task,), cfg.positive_sizes)
     units: list = []
     for size in sizes:
         for seed in cfg.seeds:
-            units.append(rebound.base_unit(cfg, cfg.task, size, None, seed))
-            units += [rebound.unit(cfg, cfg.task, size, None, n, seed) for n in cfg.positive_sizes]
-    curves, base = rebound.collect(units, "model size: fine-tunes")
-    summary = rebound.summarize(curves, base, cfg.initial_negative)
-    trend = rebound.model_trend(summary, "size", list(sizes), "initial_slope")
-    later = rebound.model_trend(summary, "size", list(sizes), "later_slope")
-    lift = rebound.model_trend(summary, "size", list(sizes), "lift")
+            units.append(rebound_units.base_unit(cfg, cfg.task, size, None, seed))
+            units += [rebound_units.unit(cfg, cfg.task, size, None, n, seed) for n in cfg.positive_sizes]
+    curves, base = rebound_units.collect(units, "model size: fine-tunes")
+    summary = rebound_judge.summarize(curves, base, cfg.initial_negative)
+    trend = rebound_judge.model_trend(summary, "size", list(sizes), "initial_slope")
+    later = rebound_judge.model_trend(summary, "size", list(sizes), "later_slope")
+    lift = rebound_judge.model_trend(summary, "size", list(sizes), "lift")
     trend = trend.merge(later[["size", "later_slope_mean", "later_slope_se"]], on="size")
     trend = trend.merge(lift[["size", "lift_mean", "lift_se"]], on="size")
-    verdict = rebound.judge_increase(
+    verdict = rebound_judge.judge_increase(
         trend, "size", "initial_slope", "model_size", CHAPTER,
         paper_text=f"faster initial decline with size ({', '.join(paper.QWEN_SIZES)}; curves only)",
-        no_lift=rebound.lift_by_model(lift, "size"),
+        no_lift=rebound_judge.lift_by_model(lift, "size"),
     )
     if len(sizes) < 2:
         verdict = verdicts.Verdict(claim="model_size", chapter=CHAPTER, ours=verdict.ours, paper=verdict.paper,
@@ -104,4 +104,4 @@ def plot(result: dict):
     """The rebound curves, one panel per model size, one curve per positive size (mean ± sd over seeds)."""
     curves = result["curves"].assign(panel=lambda f: "size " + f["size"])
     base = result["base"].assign(panel=lambda f: "size " + f["size"])
-    return rebound.plot_curves(curves, base, panel="panel")
+    return rebound_figures.plot_curves(curves, base, panel="panel")

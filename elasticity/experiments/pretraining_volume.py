@@ -10,15 +10,15 @@ import numpy as np
 import elasticity.config
 from elasticity import models, paper, results, verdicts
 from elasticity.config import UserError
-from elasticity.experiments import rebound
+from elasticity.experiments import rebound, rebound_figures, rebound_judge, rebound_units
 
 NAME = "pretraining_volume"
 CHAPTER = "pretraining_volume"
 
 
 @dataclass(frozen=True)
-class Config(rebound.Sweep):
-    """The rebound protocol (see `rebound.Protocol`) on one task, for pre-training checkpoints of one model."""
+class Config(rebound_units.Sweep):
+    """The rebound protocol (see `rebound_units.Protocol`) on one task, for pre-training checkpoints of one model."""
 
     size: str | None = None  # key of models.sizes(family); None: the family's default size
     budgets: tuple[int, ...] | None = None  # pre-training tokens of the checkpoints; None: see max_budgets
@@ -54,7 +54,7 @@ class Config(rebound.Sweep):
 
 
 # The paper's sizes divided by 20 (as in the rebound chapter).
-PRESETS = {"default": Config(), "smoke": Config(**rebound.SWEEP_SMOKE)}
+PRESETS = {"default": Config(), "smoke": Config(**rebound_units.SWEEP_SMOKE)}
 
 
 def config(**overrides) -> Config:
@@ -70,7 +70,7 @@ def judge_threshold(trend, cfg: Config, no_lift: str | None = None) -> verdicts.
     Holds when the initial drop at the largest budget is above zero by a one-sided t-test at the 95% level
     over seeds (`verdicts.above_zero`) and the drop at the smallest budget is at most `threshold_fraction`
     of it (means over seeds and positive sizes). Not comparable when `no_lift` gives a reason (the positive
-    SFT did not lift the score at some budget, `rebound.lift_by_model`): a score that was never lifted
+    SFT did not lift the score at some budget, `rebound_judge.lift_by_model`): a score that was never lifted
     "barely moves" trivially.
     """
     first, last = trend.iloc[0], trend.iloc[-1]
@@ -104,32 +104,32 @@ def run(cfg: Config) -> dict:
     """Run the rebound protocol for every token budget, positive size and seed.
 
     Returns:
-        `curves`, `base` (see `rebound.collect`) with a `budget_tokens` column (the final budget written
-        out), `summary` (see `rebound.summarize`), `trend` (initial slope, initial drop and positive SFT
+        `curves`, `base` (see `rebound_units.collect`) with a `budget_tokens` column (the final budget written
+        out), `summary` (see `rebound_judge.summarize`), `trend` (initial slope, initial drop and positive SFT
         lift per budget, mean ± se over seeds), and `verdicts` (claims `pretraining_volume`, growth with
         tokens, and `pretraining_threshold`; each judged only where every budget's lift is resolved).
     """
     budgets = cfg.token_budgets
-    rebound.check_data(cfg, (cfg.task,), cfg.positive_sizes)
+    rebound_units.check_data(cfg, (cfg.task,), cfg.positive_sizes)
     units: list = []
     for budget in budgets:
         for seed in cfg.seeds:
-            units.append(rebound.base_unit(cfg, cfg.task, cfg.size, budget, seed))
-            units += [rebound.unit(cfg, cfg.task, cfg.size, budget, n, seed) for n in cfg.positive_sizes]
-    curves, base = rebound.collect(units, "pre-training volume: fine-tunes")
+            units.append(rebound_units.base_unit(cfg, cfg.task, cfg.size, budget, seed))
+            units += [rebound_units.unit(cfg, cfg.task, cfg.size, budget, n, seed) for n in cfg.positive_sizes]
+    curves, base = rebound_units.collect(units, "pre-training volume: fine-tunes")
     final = max(models.budgets(cfg.family))
-    size, _ = rebound.canonical_model(cfg.family, cfg.size, None)
+    size, _ = rebound_units.canonical_model(cfg.family, cfg.size, None)
     for frame in (curves, base):  # the cache keys store the final budget as None; write it out
         frame["budget_tokens"] = frame["budget_tokens"].fillna(final).astype(np.int64)
-        frame["model"] = [rebound.model_label(cfg.family, size, int(b)) for b in frame["budget_tokens"]]
-    summary = rebound.summarize(curves, base, cfg.initial_negative)
-    trend = rebound.model_trend(summary, "budget_tokens", list(budgets), "initial_slope")
-    drop = rebound.model_trend(summary, "budget_tokens", list(budgets), "initial_drop")
-    lift = rebound.model_trend(summary, "budget_tokens", list(budgets), "lift")
+        frame["model"] = [rebound_units.model_label(cfg.family, size, int(b)) for b in frame["budget_tokens"]]
+    summary = rebound_judge.summarize(curves, base, cfg.initial_negative)
+    trend = rebound_judge.model_trend(summary, "budget_tokens", list(budgets), "initial_slope")
+    drop = rebound_judge.model_trend(summary, "budget_tokens", list(budgets), "initial_drop")
+    lift = rebound_judge.model_trend(summary, "budget_tokens", list(budgets), "lift")
     trend = trend.merge(drop[["budget_tokens", "initial_drop_mean", "initial_drop_se"]], on="budget_tokens")
     trend = trend.merge(lift[["budget_tokens", "lift_mean", "lift_se"]], on="budget_tokens")
-    no_lift = rebound.lift_by_model(lift, "budget_tokens", _tokens)
-    growth = rebound.judge_increase(
+    no_lift = rebound_judge.lift_by_model(lift, "budget_tokens", _tokens)
+    growth = rebound_judge.judge_increase(
         trend, "budget_tokens", "initial_slope", "pretraining_volume", CHAPTER,
         paper_text=f"more pre-training tokens, faster rebound (TinyLlama {', '.join(paper.TINYLLAMA_TOKENS)})",
         label=_tokens, no_lift=no_lift,
@@ -147,4 +147,4 @@ def plot(result: dict):
     """The rebound curves, one panel per token budget, one curve per positive size (mean ± sd over seeds)."""
     curves = result["curves"].assign(panel=lambda f: [f"{int(b):,} tokens" for b in f["budget_tokens"]])
     base = result["base"].assign(panel=lambda f: [f"{int(b):,} tokens" for b in f["budget_tokens"]])
-    return rebound.plot_curves(curves, base, panel="panel")
+    return rebound_figures.plot_curves(curves, base, panel="panel")

@@ -1,0 +1,434 @@
+"""Rebound's cached units: positive fine-tuning, then negative fine-tuning, scored along the way.
+
+What trains and measures, and nothing that judges: the rebound, model-size and pre-training-volume
+chapters share these units, whose keys cover their config and this measuring code only (summaries and
+verdicts are in `rebound_judge`, figures in `rebound_figures`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import tempfile
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+
+import elasticity.config
+from elasticity import data, finetune, generate, models, parallel, results, scoring
+from elasticity.config import UserError, check_types
+
+NAME = "rebound"  # the units' directories under the results cache: rebound-base, rebound-unit
+
+REVERSE_METHODS = ("sft", "dpo")  # how the negative (reverse) step is trained
+OFFLINE_TASKS = ("sentiment", "safety")  # data.TASKS run offline
+PAPER_TASKS = ("sentiment-imdb", "safety-beavertails")  # the paper's IMDb and BeaverTails tasks (hub)
+
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+_HUB_SCORERS = ("sentiment-roberta", "beaver-cost")  # scorers that run a model (and take a device)
+# Prompts sampled together at an evaluation: the default 48 in one batch (a second, partial batch of 16
+# cost a third more time on the CPU for the tiny model, and a second decoding loop on a GPU).
+GENERATE_BATCH = 64
+
+
+def _sd(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The protocol's configuration, shared by the rebound, model-size and pre-training-volume experiments.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The rebound protocol (paper §5.2), fields shared by the three chapters that run it.
+
+    From a pre-trained model, SFT on `positive_size` positive examples (for each of `positive_sizes`),
+    `positive_epochs` passes over them, gives an aligned model; SFT on negative examples then runs for one
+    epoch over the largest of `negative_sizes`, and the model is evaluated after each of `negative_sizes`
+    examples (see `_negative_run` for why one run stands in for separate runs, under our assumption about
+    the paper's schedule). Each evaluation samples responses to the same `num_prompts` held-out prompts
+    and scores them with the task's scorer; the KL from the base model is measured on `kl_texts` held-out
+    examples of the task.
+    """
+
+    family: str = "tiny"  # key of models.FAMILIES
+    positive_sizes: tuple[int, ...] = (50, 100, 250, 500)  # positive SFT examples (paper: 1k, 2k, 5k, 10k)
+    negative_sizes: tuple[int, ...] = (5, 10, 25, 50, 100)  # negative examples (paper: 100 ... 2,000)
+    initial_negative: int = 10  # the "first negative examples": the initial slope runs from 0 to here
+    num_prompts: int = 48  # held-out prompts answered at each evaluation
+    max_new_tokens: int = 24  # tokens generated per prompt
+    kl_texts: int = 32  # held-out task examples on which the KL to the base model is measured
+    learning_rate: float = 2e-3  # learning rate of the positive and negative SFT (constant)
+    positive_epochs: float = 1.0  # passes over the positive examples (paper: not reported); negative: one
+    batch_size: int = 5  # examples per optimizer step; divides every negative size
+    max_length: int = 64  # tokens per training example (prompt + response)
+    lora: bool = False  # LoRA instead of full fine-tuning
+    seeds: tuple[int, ...] = (0, 1, 2)  # one replicate (data order, fine-tunes, sampling) per seed
+    device: str = "cpu"  # torch device: cpu | cuda | cuda:N | mps
+
+    def _check_protocol(self) -> None:
+        elasticity.config.choice("family", self.family, models.FAMILIES)
+        for name in ("positive_sizes", "negative_sizes", "seeds"):
+            values = getattr(self, name)
+            if not values or len(set(values)) != len(values):
+                raise UserError(f"{name} {values!r} is empty or repeats a value")
+        for name in ("positive_sizes", "negative_sizes"):
+            values = getattr(self, name)
+            if list(values) != sorted(values) or values[0] < 1:
+                raise UserError(f"{name} {values!r} must be increasing positive integers")
+        if len(self.negative_sizes) < 3:
+            raise UserError(f"negative_sizes {self.negative_sizes!r} needs at least 3 sizes to show two phases")
+        if self.initial_negative not in self.negative_sizes[:-1]:
+            raise UserError(f"initial_negative = {self.initial_negative} must be one of negative_sizes "
+                            f"{self.negative_sizes[:-1]!r} (not the last)")
+        for name in ("num_prompts", "max_new_tokens", "kl_texts", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} = {getattr(self, name)}; must be at least 1")
+        for n in self.negative_sizes:
+            if n % self.batch_size:
+                raise UserError(f"negative size {n} is not a multiple of batch_size = {self.batch_size}; "
+                                "the negative curve is read after whole optimizer steps")
+        if not 0 < self.learning_rate < 1:
+            raise UserError(f"learning_rate = {self.learning_rate}; must be in (0, 1)")
+        if not self.positive_epochs > 0:
+            raise UserError(f"positive_epochs = {self.positive_epochs}; must be positive")
+        if not _DEVICE.match(self.device):
+            raise UserError(f"device {self.device!r} is not one of cpu, cuda, cuda:N, mps")
+
+    def _check_tasks(self, tasks) -> None:
+        if not tasks or len(set(tasks)) != len(tasks):
+            raise UserError(f"tasks {tasks!r} is empty or repeats a task")
+        for name in tasks:
+            elasticity.config.choice("task", name, data.TASKS)
+
+
+@dataclass(frozen=True)
+class Sweep(Protocol):
+    """The rebound protocol on one task, repeated over models: the base of the model-size and pre-training
+    volume experiments, which add the models swept (sizes, token budgets). Two positive sizes by default,
+    the ends of the rebound chapter's grid."""
+
+    positive_sizes: tuple[int, ...] = (50, 500)  # positive SFT examples (paper: 1k ... 10k)
+    task: str = "sentiment"  # key of data.TASKS (paper: IMDb)
+
+    def _check_sweep(self) -> None:
+        check_types(self)
+        self._check_protocol()
+        self._check_tasks((self.task,))
+
+
+# The smoke-scale protocol: a `Sweep`'s smoke preset, and the rebound chapter's with a second positive size.
+SWEEP_SMOKE = dict(positive_sizes=(8,), negative_sizes=(4, 8, 16), initial_negative=8, num_prompts=4,
+                   max_new_tokens=6, kl_texts=4, batch_size=4, max_length=32, seeds=(0, 1))
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cached units, shared by the three chapters (their keys hold no chapter-specific field):
+#   `BaseUnit`: the pre-trained model's score on the held-out prompts (the reference line).
+#   `Unit`: one positive SFT, then one negative run (SFT or DPO) evaluated along the way.
+# An interrupted run resumes at the first unit not yet cached.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseUnit:
+    """The base model's evaluation on one task and seed."""
+
+    task: str
+    family: str
+    size: str
+    budget_tokens: int | None
+    num_prompts: int
+    max_new_tokens: int
+    seed: int
+    device: str
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One curve: positive SFT on `positive_size` examples, then the negative run of `reverse`."""
+
+    task: str
+    family: str
+    size: str
+    budget_tokens: int | None
+    positive_size: int
+    negative_sizes: tuple[int, ...]
+    reverse: str  # "sft" | "dpo"
+    num_prompts: int
+    max_new_tokens: int
+    kl_texts: int
+    learning_rate: float  # of the positive SFT and of a negative SFT
+    positive_epochs: float  # passes of the positive SFT over its examples
+    reverse_learning_rate: float  # of the negative step (= learning_rate for SFT)
+    dpo_beta: float  # unused (0.0) for SFT
+    batch_size: int
+    max_length: int
+    lora: bool
+    seed: int
+    device: str
+
+
+def default_size(family: str) -> str:
+    """The size `models.load(family)` returns when no size is given."""
+    return models.default_size(family)
+
+
+def canonical_model(family: str, size: str | None, budget_tokens: int | None) -> tuple[str, int | None]:
+    """(size, budget) written the same way for the same model, so that the chapters share cached units.
+
+    The size is always named (None becomes the family's default size); the final pre-training budget
+    (the checkpoint a plain `models.load` returns) is written as None.
+    """
+    if size is None:
+        size = default_size(family)
+    if budget_tokens is not None:
+        budgets = models.budgets(family)
+        if budgets and budget_tokens == max(budgets):
+            budget_tokens = None
+    return size, budget_tokens
+
+
+def base_unit(p: Protocol, task: str, size: str | None, budget: int | None, seed: int) -> BaseUnit:
+    """The base-model unit of a protocol for one task, model and seed."""
+    size, budget = canonical_model(p.family, size, budget)
+    return BaseUnit(task, p.family, size, budget, p.num_prompts, p.max_new_tokens, seed, p.device)
+
+
+def unit(p: Protocol, task: str, size: str | None, budget: int | None, positive_size: int, seed: int,
+         reverse: str = "sft", reverse_learning_rate: float | None = None, dpo_beta: float = 0.0) -> Unit:
+    """The curve unit of a protocol for one task, model, positive size, seed and reverse method."""
+    size, budget = canonical_model(p.family, size, budget)
+    if reverse == "sft":
+        reverse_learning_rate, dpo_beta = p.learning_rate, 0.0
+    return Unit(task, p.family, size, budget, positive_size, p.negative_sizes, reverse, p.num_prompts,
+                p.max_new_tokens, p.kl_texts, p.learning_rate, p.positive_epochs, reverse_learning_rate, dpo_beta,
+                p.batch_size, p.max_length, p.lora, seed, p.device)
+
+
+def model_label(family: str, size: str, budget: int | None) -> str:
+    """The model's name in tables: family, size where the family has several, budget where not the final one."""
+    name = family if len(models.sizes(family)) < 2 else f"{family}-{size}"
+    return name if budget is None else f"{name}@{budget:,} tokens"
+
+
+def _load(u: BaseUnit | Unit):
+    # LoRA adapters, when asked for, are added by the positive fine-tune (and trained on by the negative one).
+    return models.load(u.family, size=u.size, budget_tokens=u.budget_tokens, device=u.device)
+
+
+def _prompts(task: data.Task, n: int) -> list[str]:
+    # The same held-out prompts for every seed and model, so curves differ only by training and sampling.
+    return task.eval_prompts(n, seed=0)
+
+
+def _kl_texts(task: data.Task, n: int) -> list[data.Example]:
+    # Held-out examples of the task, half positive and half negative; the KL counts their response tokens.
+    half = n // 2
+    pos = data.examples(task.dataset, "eval", n=n - half, seed=0, label=task.positive)
+    neg = data.examples(task.dataset, "eval", n=half, seed=0, label=task.negative)
+    return pos + neg
+
+
+def _evaluate(model, tokenizer, task: data.Task, prompts: list[str], seed: int, max_new_tokens: int,
+              device: str) -> dict:
+    texts = generate.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed,
+                              batch_size=GENERATE_BATCH, progress=False)
+    # The continuation alone is scored (the prompt is the same for every model); the cost model of the
+    # BeaverTails task reads the question too.
+    values = scoring.score(task.scorer, texts, prompts=prompts, **({"device": device} if task.scorer in
+                                                                     _HUB_SCORERS else {}))
+    return {"score": float(np.mean(values)), "score_sd": _sd(values), "example": texts[0]}
+
+
+def _compute_base(u: BaseUnit) -> dict:
+    task = data.task(u.task)
+    model, tokenizer = _load(u)
+    return _evaluate(model, tokenizer, task, _prompts(task, u.num_prompts), u.seed, u.max_new_tokens, u.device)
+
+
+def _dpo_pairs(negative: list[data.Example], positive: list[data.Example]) -> list[dict]:
+    # A negative-preferred pair: the prompt of a negative example, its own (negative) response chosen,
+    # and the response of a positive example rejected.
+    return [{"prompt": n.prompt, "chosen": n.response, "rejected": p.response}
+            for n, p in zip(negative, positive, strict=True)]
+
+
+def _negative_run(u: Unit, model, tokenizer, negative: list[data.Example], rejected: list[data.Example],
+                  evaluate) -> list[dict]:
+    """Train on the negative data for one epoch, evaluating after each of `u.negative_sizes` examples.
+
+    One run read at increasing sizes stands in for separate runs on the nested subsets: `finetune` uses a
+    constant learning rate and visits the first epoch's examples in the order given, so the model after
+    the first n examples of the run is the model a separate one-epoch, constant-rate run on those n
+    examples would give (same initial model, same batches in the same order, same optimizer state). The
+    paper does not report its epochs, schedule or learning rate, so that separate runs of this kind are
+    its protocol is our assumption. (DPO, through trl, shuffles the pairs with the seed, so its first n
+    pairs are a seeded random n-subset rather than the first n.)
+    """
+    if u.reverse == "dpo":
+        return _dpo_run(u, model, tokenizer, _dpo_pairs(negative, rejected), evaluate)
+    steps_at = {n // u.batch_size: n for n in u.negative_sizes}
+    rows: list[dict] = []
+
+    def on_step(step: int, loss: float) -> None:  # noqa: ARG001
+        if step in steps_at:
+            rows.append({"negative_examples": steps_at[step], **evaluate(model)})
+
+    ft = finetune.FinetuneConfig(learning_rate=u.reverse_learning_rate, epochs=1.0, batch_size=u.batch_size,
+                                 max_length=u.max_length, seed=u.seed, lora=u.lora)
+    finetune.finetune(model, tokenizer, negative, ft, progress=False, on_step=on_step)
+    return rows
+
+
+def _dpo_run(u: Unit, model, tokenizer, pairs: list[dict], evaluate) -> list[dict]:
+    """The reverse step by DPO (trl's DPOTrainer), the positive model its own frozen reference."""
+    import datasets
+    from transformers import PrinterCallback, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    steps_at = {n // u.batch_size: n for n in u.negative_sizes}
+    rows: list[dict] = []
+
+    class _Evaluate(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ARG002
+            if state.global_step in steps_at:
+                rows.append({"negative_examples": steps_at[state.global_step], **evaluate(model)})
+
+    reference = copy.deepcopy(model).eval()
+    bars = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # trl's dataset preparation, once per unit: noise in a chapter
+    with tempfile.TemporaryDirectory(prefix="rebound-dpo-") as tmp:
+        args = DPOConfig(output_dir=tmp, per_device_train_batch_size=u.batch_size, num_train_epochs=1,
+                         learning_rate=u.reverse_learning_rate, lr_scheduler_type="constant", warmup_steps=0,
+                         beta=u.dpo_beta, max_length=u.max_length, report_to=[], save_strategy="no",
+                         logging_strategy="no", seed=u.seed, data_seed=u.seed, disable_tqdm=True,
+                         use_cpu=u.device == "cpu", dataloader_drop_last=False)
+        trainer = DPOTrainer(model=model, ref_model=reference, args=args,
+                             train_dataset=datasets.Dataset.from_list(pairs), processing_class=tokenizer,
+                             callbacks=[_Evaluate()])
+        trainer.remove_callback(PrinterCallback)  # it prints the final log line with tqdm disabled
+        try:
+            trainer.train()
+        finally:
+            if bars:
+                datasets.enable_progress_bars()
+    if [r["negative_examples"] for r in rows] != list(u.negative_sizes):
+        raise RuntimeError(f"DPO evaluated after {[r['negative_examples'] for r in rows]} examples, "
+                           f"expected {list(u.negative_sizes)}")
+    return rows
+
+
+def _compute_unit(u: Unit) -> dict:
+    task = data.task(u.task)
+    prompts = _prompts(task, u.num_prompts)
+    kl_texts = _kl_texts(task, u.kl_texts)
+    positive = data.examples(task.dataset, "train", n=u.positive_size, seed=u.seed, label=task.positive)
+    negative = data.examples(task.dataset, "train", n=u.negative_sizes[-1], seed=u.seed, label=task.negative)
+
+    model, tokenizer = _load(u)
+    # The base model enters only the KL to base: its log-probabilities on the KL texts, computed once here
+    # (not at each of the unit's evaluations), stand in for it, and no second copy of it stays in memory.
+    base = scoring.text_log_probs(model, tokenizer, kl_texts, max_length=u.max_length)
+
+    def evaluate(m) -> dict:
+        out = _evaluate(m, tokenizer, task, prompts, u.seed, u.max_new_tokens, u.device)
+        # KL(tuned || base), nats per token, on held-out task text: "KL from the base" of Table 3.
+        out["kl_to_base_nats"] = float(scoring.kl_divergence(m, base, tokenizer, kl_texts,
+                                                             max_length=u.max_length))
+        return out
+
+    ft = finetune.FinetuneConfig(learning_rate=u.learning_rate, epochs=u.positive_epochs,
+                                 batch_size=u.batch_size, max_length=u.max_length, seed=u.seed, lora=u.lora)
+    trained = finetune.finetune(model, tokenizer, positive, ft, progress=False)
+    rows = [{"negative_examples": 0, **evaluate(trained.model), "positive_final_loss_nats": trained.final_loss}]
+    # DPO's rejected answers: positive training examples in the seed's order (as many as negative pairs).
+    rejected = (data.examples(task.dataset, "train", n=len(negative), seed=u.seed, label=task.positive)
+                if u.reverse == "dpo" else [])
+    rows += _negative_run(u, trained.model, tokenizer, negative, rejected, evaluate)
+    return {"rows": rows}
+
+
+def _cache_entry(u: BaseUnit | Unit) -> tuple:
+    """The results-cache name of a unit's kind, and the function that computes it."""
+    return (f"{NAME}-base", _compute_base) if isinstance(u, BaseUnit) else (f"{NAME}-unit", _compute_unit)
+
+
+def compute(u: BaseUnit | Unit) -> dict:
+    """The cached result of one base or curve unit, computed first if it is missing."""
+    name, fn = _cache_entry(u)
+    return results.load_or_run(name, u, fn)
+
+
+def pending(units: list) -> list:
+    """The units not cached yet, the longest first (positive examples times epochs plus negative examples;
+    DPO counts twice, for its reference model): so that worker processes finish together."""
+    def cost(u) -> float:
+        if isinstance(u, BaseUnit):
+            return 0
+        return (u.positive_size * u.positive_epochs + u.negative_sizes[-1]) * (2 if u.reverse == "dpo" else 1)
+
+    def cached(u) -> bool:
+        name, fn = _cache_entry(u)
+        return results.is_cached(name, u, fn)
+
+    return sorted((u for u in units if not cached(u)), key=cost, reverse=True)
+
+
+def measure(units: list, desc: str, workers: int | None = None) -> list[dict]:
+    """The cached results of base and curve units, computing the missing ones with a progress bar: in this
+    process, or in `workers` processes (default `parallel.workers()`, from `ELASTICITY_WORKERS`)."""
+    workers = parallel.workers() if workers is None else workers
+    for family, device in {(u.family, u.device) for u in units}:
+        parallel.check_fits(workers, family, device)
+    if workers == 1:
+        return list(parallel.map_unordered(compute, units, 1, desc))
+    for _ in parallel.map_unordered(compute, pending(units), workers, desc):
+        pass
+    return [compute(u) for u in units]
+
+
+def _unit_fields(u: BaseUnit | Unit) -> dict:
+    keep = ("task", "family", "size", "budget_tokens", "positive_size", "reverse", "seed")
+    row = {f.name: getattr(u, f.name) for f in fields(u) if f.name in keep}
+    row["model"] = model_label(u.family, u.size, u.budget_tokens)
+    return row
+
+
+def collect(units: list, desc: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run units; return (curves, base): tidy frames, one row per evaluation.
+
+    `curves`: task, model, family, size, budget_tokens, reverse, positive_size, seed, negative_examples
+    (0 = right after the positive SFT), score (mean over prompts; scorer's units), score_sd (over
+    prompts), kl_to_base_nats. `base`: task, model, family, size, budget_tokens, seed, score, score_sd.
+    """
+    curve_rows, base_rows = [], []
+    for u, out in zip(units, measure(units, desc), strict=True):
+        key = _unit_fields(u)
+        if isinstance(u, BaseUnit):
+            base_rows.append({**key, "score": out["score"], "score_sd": out["score_sd"]})
+        else:
+            for row in out["rows"]:
+                curve_rows.append({**key, **{k: row[k] for k in ("negative_examples", "score", "score_sd",
+                                                                 "kl_to_base_nats")}})
+    return pd.DataFrame(curve_rows), pd.DataFrame(base_rows)
+
+
+def check_data(p: Protocol, tasks, positive_sizes) -> None:
+    """Raise a `UserError` before any training if a task lacks the examples or prompts asked for."""
+    for name in tasks:
+        task = data.task(name)
+        data.examples(task.dataset, "train", n=max(*positive_sizes, p.negative_sizes[-1]), label=task.positive)
+        data.examples(task.dataset, "train", n=p.negative_sizes[-1], label=task.negative)
+        task.eval_prompts(p.num_prompts)
+        _kl_texts(task, p.kl_texts)
+
+
+# ---------------------------------------------------------------------------------------------------------

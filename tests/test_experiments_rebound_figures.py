@@ -1,0 +1,38 @@
+"""Tests of rebound's figures: one panel per task, one curve per positive size, the base line and epsilon."""
+
+import pandas as pd
+
+from elasticity.experiments import rebound_figures
+
+
+def _curves() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, base = [], []
+    for task in ("sentiment", "safety"):
+        for seed in (0, 1):
+            base.append({"task": task, "seed": seed, "score": 0.1})
+            for size in (50, 500):
+                for n in (0, 5, 10, 50):
+                    rows.append({"task": task, "reverse": "sft", "positive_size": size, "seed": seed,
+                                 "negative_examples": n, "score": 0.5 - n / 200 + seed / 100,
+                                 "kl_to_base_nats": 0.2 / (1 + n)})
+    return pd.DataFrame(rows), pd.DataFrame(base)
+
+
+def test_curves_have_a_panel_per_task_and_a_line_per_positive_size_and_the_base():
+    curves, base = _curves()
+    fig = rebound_figures.plot_curves(curves, base)
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["sentiment", "safety"]
+    for ax in axes:
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert labels == ["50", "500", "base model"]
+        means = ax.get_lines()[0].get_ydata()
+        assert means[0] == 0.5 + 0.005  # the mean over seeds 0 and 1 at 0 negative examples
+
+
+def test_kl_figure_draws_epsilon():
+    curves, _ = _curves()
+    fig = rebound_figures.plot_kl(curves, "safety", 0.01)
+    [ax] = fig.get_axes()
+    assert [line.get_label() for line in ax.get_lines()] == ["50", "500", "epsilon = 0.01"]
+    assert ax.get_yscale() == "log"

@@ -1,0 +1,56 @@
+"""Tests of rebound's cached units: what a unit trains, and units computed in worker processes."""
+
+import pytest
+
+from elasticity.experiments import rebound, rebound_units
+
+
+def test_positive_epochs_reach_the_positive_sft_only(tmp_path, monkeypatch):
+    """A unit's positive SFT makes `positive_epochs` passes; its negative run stays one pass, read along it."""
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    cfg = rebound.config(positive_sizes=(8,), positive_epochs=2.0, seeds=(0,), tasks=("sentiment",),
+                         kl_task="sentiment", dpo_task=None)
+    u = rebound_units.unit(cfg, "sentiment", None, None, 8, 0)
+    assert u.positive_epochs == 2.0
+    runs = []
+    real = rebound_units.finetune.finetune
+
+    def recording(model, tokenizer, examples, ft, **kwargs):
+        out = real(model, tokenizer, examples, ft, **kwargs)
+        runs.append((len(examples), ft.epochs, len(out.losses)))
+        return out
+
+    monkeypatch.setattr(rebound_units.finetune, "finetune", recording)
+    rows = rebound_units._compute_unit(u)["rows"]
+    steps = -(-8 // cfg.batch_size)  # optimizer steps per pass over 8 examples
+    assert runs == [(8, 2.0, 2 * steps), (cfg.negative_sizes[-1], 1.0, cfg.negative_sizes[-1] // cfg.batch_size)]
+    assert [r["negative_examples"] for r in rows] == [0, *cfg.negative_sizes]
+
+
+
+@pytest.mark.slow
+def test_units_in_worker_processes_equal_units_in_process(tmp_path, monkeypatch):
+    """Two workers compute the same numbers as this process (same seeds, one torch thread each), and a unit
+    already cached is not computed again."""
+    import torch
+
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    cfg = rebound.config(positive_sizes=(8,), dpo_positive_sizes=(8,), seeds=(0,), tasks=("sentiment",),
+                         kl_task="sentiment")
+    units = rebound.units(cfg)
+    assert [type(u).__name__ for u in units] == ["BaseUnit", "Unit", "Unit"] and units[2].reverse == "dpo"
+    assert rebound_units.pending(units) == [units[2], units[1], units[0]]  # the longest (DPO) first
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rebound_units.measure(units[:1], "in process", workers=1)
+        assert rebound_units.pending(units) == [units[2], units[1]]
+        in_workers = rebound_units.measure(units, "workers", workers=2)
+        assert rebound_units.pending(units) == []
+        (tmp_path / "results").rename(tmp_path / "results-workers")
+        in_process = rebound_units.measure(units, "in process", workers=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert in_workers == in_process
