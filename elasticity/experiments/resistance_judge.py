@@ -1,0 +1,123 @@
+"""Resistance's judging: forward against inverse per cell, the verdicts on Tables 1 and 2, the paper's layout."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from elasticity import paper, verdicts
+from elasticity.experiments.resistance_units import default_pairs, pair_label
+
+
+def sample_sd(values) -> float:
+    """The sample standard deviation (ddof 1) of a sequence of numbers; NaN for fewer than 2."""
+    return float(np.std(np.asarray(values, dtype=float), ddof=1)) if len(values) > 1 else math.nan
+
+# ---------------------------------------------------------------------------------------------------------
+# Summaries, verdicts and the paper's layout.
+# ---------------------------------------------------------------------------------------------------------
+
+# The metrics compared per cell. For each, the paper's ordering reads "forward - inverse > 0":
+# a lower final loss, excess loss or remaining KL for inverse alignment (Table 1), and a larger KL change
+# for forward alignment (Table 2, "forward > inverse").
+METRICS = {
+    "final_loss_nats": "inverse < forward",  # Table 1: final training loss
+    "excess_loss_nats": "inverse < forward",  # held-out target loss less its loss under its own checkpoint
+    "kl_after_nats": "inverse < forward",  # KL from the target checkpoint left after training
+    "kl_change_nats": "forward > inverse",  # Table 2: change of that KL, before - after
+}
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, model, pair, metric): means and SDs over seeds and the paired seed difference.
+
+    `difference_mean` is the mean over seeds of forward - inverse (same seed, so paired); the paper's
+    ordering holds "beyond the seed spread" when that mean is of the predicted sign by the book's one-sided
+    t-test (`verdicts.above_zero`: |mean| > t_critical(n) x SD / sqrt(n)), the rule of every chapter. With
+    one seed there is no standard error and no cell passes or fails.
+    """
+    rows = []
+    keys = ["dataset", "model", "k", "l", "pair"]
+    for key, group in runs.groupby(keys, sort=False):
+        wide = group.pivot(index="seed", columns="direction")
+        for metric, prediction in METRICS.items():
+            fwd, inv = wide[(metric, "forward")], wide[(metric, "inverse")]
+            diff = (fwd - inv).to_numpy()
+            n = len(diff)
+            sd = float(np.std(diff, ddof=1)) if n > 1 else float("nan")
+            mean = float(np.mean(diff))
+            se = sd / math.sqrt(n) if n > 1 else float("nan")
+            rows.append({
+                **dict(zip(keys, key, strict=True)), "metric": metric, "prediction": prediction,
+                "forward_mean": float(fwd.mean()), "forward_sd": sample_sd(fwd),
+                "inverse_mean": float(inv.mean()), "inverse_sd": sample_sd(inv),
+                "difference_mean": mean, "difference_sd": sd, "num_seeds": n,
+                "holds_beyond_spread": verdicts.above_zero(mean, se, n) is True,
+                "fails_beyond_spread": verdicts.above_zero(-mean, se, n) is True,
+            })
+    return pd.DataFrame(rows)
+
+
+def layout(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric's cells in the paper's layout: rows dataset x model, columns pairs, 'inverse vs forward'."""
+    sub = cells[cells["metric"] == metric].copy()
+    sub["cell"] = [
+        f"{r.inverse_mean:.3f}±{r.inverse_sd:.3f} vs {r.forward_mean:.3f}±{r.forward_sd:.3f}"
+        for r in sub.itertuples()
+    ]
+    order = list(dict.fromkeys(sub["pair"]))
+    table = sub.pivot(index=["dataset", "model"], columns="pair", values="cell")[order]
+    return table.reset_index().rename_axis(columns=None)
+
+
+def paper_layout() -> pd.DataFrame:
+    """The paper's Table 1 cells that were transcribed, in its layout; untranscribed cells are 'n/a'."""
+    p = paper.table1_resistance()
+    p["pair_label"] = [pair_label(tuple(x)) for x in p["pair"]]
+    p["cell"] = [f"{r.inverse_loss:g} vs {r.forward_loss:g}" for r in p.itertuples()]
+    order = [pair_label(x) for x in default_pairs(3)]
+    table = p.pivot(index=["dataset", "model"], columns="pair_label", values="cell").reindex(columns=order)
+    table = table.reindex(pd.MultiIndex.from_product([paper.RESISTANCE_DATASETS, paper.RESISTANCE_MODELS],
+                                                     names=["dataset", "model"]))
+    return table.fillna("n/a").reset_index().rename_axis(columns=None)
+
+
+def paper_table2() -> pd.DataFrame:
+    """The paper's Table 2 cells that were transcribed, with the pair written as in our tables."""
+    table = paper.table2_kl_change()
+    table["pair"] = [f"θ{k}/θ{late}" for k, late in table["pair"]]
+    return table
+
+
+def judge(cells: pd.DataFrame, *, num_seeds: int, chapter: str) -> list[verdicts.Verdict]:
+    """The verdicts on Table 1 (final loss) and Table 2 (KL change), computed from the cells."""
+    out = []
+    for claim, metric, paper_figure in (
+        ("resistance", "final_loss_nats",
+         f"{paper.TABLE1_CELLS_INVERSE_LOWER} of {paper.TABLE1_CELLS} cells inverse < forward "
+         "(no seeds reported)"),
+        ("resistance_kl", "kl_change_nats",
+         f"{paper.TABLE2_PAIRS} of {paper.TABLE2_PAIRS} pairs forward > inverse (no seeds reported)"),
+    ):
+        sub = cells[cells["metric"] == metric]
+        n = len(sub)
+        held, failed = int(sub["holds_beyond_spread"].sum()), int(sub["fails_beyond_spread"].sum())
+        what = "inverse < forward" if metric == "final_loss_nats" else "forward > inverse"
+        ours = f"{held} of {n} cells {what} beyond the seed spread, {failed} the reverse ({num_seeds} seeds)"
+        if metric == "final_loss_nats":
+            excess = cells[cells["metric"] == "excess_loss_nats"]
+            relative = int(excess["holds_beyond_spread"].sum())
+            ours += f"; relative to each target's own-checkpoint loss: {relative} of {len(excess)}"
+        comparable = num_seeds > 1
+        out.append(verdicts.Verdict(
+            claim=claim, chapter=chapter, ours=ours, paper=paper_figure,
+            outcome=verdicts.decide(held == n, comparable=comparable),
+            reason=(f"reproduced only if every cell shows {what}: the mean paired difference over seeds beyond "
+                    f"{verdicts.t_text(num_seeds)} (one-sided t-test at 95%; the tables give ± 1 SD)" if comparable
+                    else "one seed gives no spread to compare a difference with"),
+        ))
+    return out
+
+
