@@ -61,10 +61,11 @@ def _elasticity_imports(source: str, package: str) -> frozenset[str]:
     return frozenset(n for n in names if n == "elasticity" or n.startswith("elasticity."))
 
 
-def code_fingerprint(fn: Callable) -> str:
-    """Hash of the source of `fn`'s module and of every `elasticity` module it imports, transitively."""
+def code_closure(module_name: str) -> dict[str, str]:
+    """Module name -> source, for `module_name` and every `elasticity` module it imports, transitively (at
+    module level or inside a function): the code a result computed there depends on."""
     seen: dict[str, str] = {}
-    todo = [fn.__module__]
+    todo = [module_name]
     while todo:
         name = todo.pop()
         if name in seen:
@@ -77,9 +78,14 @@ def code_fingerprint(fn: Callable) -> str:
             continue
         seen[name] = Path(module.__file__).read_text()
         todo.extend(_elasticity_imports(seen[name], _package_of(module)) - seen.keys())
+    return seen
+
+
+def code_fingerprint(fn: Callable) -> str:
+    """Hash of the source of `fn`'s module and of every `elasticity` module it imports (`code_closure`)."""
     digest = hashlib.sha256()
-    for name in sorted(seen):
-        digest.update(name.encode() + b"\0" + seen[name].encode() + b"\0")
+    for name, source in sorted(code_closure(fn.__module__).items()):
+        digest.update(name.encode() + b"\0" + source.encode() + b"\0")
     return digest.hexdigest()[:16]
 
 

@@ -1,0 +1,288 @@
+"""Theorem 4.2 measured, the judging: d gamma/dl at l -> 0, their ratio against -k, secants, exponents, the verdict.
+
+Pure functions of the `rates` table (`measured_units.measure_rates`), tested on synthetic data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from elasticity import paper, theory, verdicts
+from elasticity.experiments.measured_units import Config
+
+THEOREM_PROTOCOLS = ("joint",)  # the protocols whose verdict can confirm or refute the theorem; others: not comparable
+LEVEL = 0.95  # one-sided Student-t level of every sign test (the book's rule: verdicts.t_critical)
+
+
+def _mean_se(values) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return math.nan, math.nan
+    se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+    return float(np.mean(values)), se
+
+
+def slope_through_origin(x, y) -> tuple[float, float]:
+    """OLS slope of y = b x (no intercept) and its standard error (NaN with fewer than two points)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    sxx = float(np.sum(x * x))
+    b = float(np.sum(x * y) / sxx)
+    if len(x) < 2:
+        return b, math.nan
+    residual = y - b * x
+    return b, float(math.sqrt(np.sum(residual**2) / (len(x) - 1) / sxx))
+
+
+def derivatives(rates: pd.DataFrame, fit_l_max: float) -> pd.DataFrame:
+    """d gamma/dl at l -> 0 per (k, dataset): per seed a slope through the origin over 0 < l <= fit_l_max,
+    then the mean over seeds with its standard error (with one seed: the slope's own standard error)."""
+    fit = rates[(rates.l > 0) & (rates.l <= fit_l_max + 1e-12)]
+    rows = []
+    for (k, name), group in fit.groupby(["k", "dataset"]):
+        per_seed = [slope_through_origin(g.l, g.delta_gamma_bits) for _, g in group.groupby("seed")]
+        mean, se = _mean_se([b for b, _ in per_seed])
+        if len(per_seed) == 1:
+            se = per_seed[0][1]
+        rows.append({"k": k, "dataset": name, "dgamma_dl_bits": mean, "se_bits": se, "num_seeds": len(per_seed),
+                     "l_max": float(group.l.max()), "num_l": int(group.l.nunique())})
+    return pd.DataFrame(rows)
+
+
+def resolved_sign(mean: float, se: float, t: float) -> int:
+    """+1 if mean > t se, -1 if mean < -t se, 0 otherwise (also when se or t is not finite: unresolved)."""
+    if not (math.isfinite(mean) and math.isfinite(se) and math.isfinite(t)):
+        return 0
+    return 1 if mean > t * se else (-1 if mean < -t * se else 0)
+
+
+def direction(mean: float, se: float, t: float) -> str:
+    """A change in words from `resolved_sign`: "rises", "falls" or "no resolved change"."""
+    return {1: "rises", -1: "falls", 0: "no resolved change"}[resolved_sign(mean, se, t)]
+
+
+def ratio_interval(a: float, se_a: float, p: float, se_p: float, t: float) -> tuple[float, float]:
+    """Bounds of |a / p| when a and p each lie within t standard errors of their estimates.
+
+    [0, inf] when a standard error or t is not finite; the upper bound is inf when p may be 0.
+    """
+    if not all(math.isfinite(v) for v in (se_a, se_p, t)):
+        return 0.0, math.inf
+    a_lo, a_hi = max(abs(a) - t * se_a, 0.0), abs(a) + t * se_a
+    p_lo, p_hi = max(abs(p) - t * se_p, 0.0), abs(p) + t * se_p
+    lo = a_lo / p_hi if p_hi > 0 else math.inf
+    hi = a_hi / p_lo if p_lo > 0 else math.inf
+    return lo, hi
+
+
+def sign_test(a: float, se_a: float, p: float, se_p: float, t: float) -> bool | None:
+    """The theorem's signs (d gamma_a/dl > 0, d gamma_p/dl < 0): True if both hold beyond t standard
+    errors, False if either is wrong beyond t standard errors, None if a sign is not resolved."""
+    sign_a, sign_p = resolved_sign(a, se_a, t), resolved_sign(p, se_p, t)
+    if sign_a < 0 or sign_p > 0:
+        return False
+    if sign_a > 0 and sign_p < 0:
+        return True
+    return None
+
+
+def theta_k_test(a: float, se_a: float, p: float, se_p: float, k: float, factor: float, t: float) -> bool | None:
+    """Theorem 4.2 at one k, with Theta(k) read as "|ratio| within `factor` of k" (our reading).
+
+    False when a sign is wrong beyond t standard errors or the ratio interval (`ratio_interval`) misses
+    [k/factor, k factor]; True when both signs are resolved and the interval meets that band; None otherwise.
+    """
+    signs = sign_test(a, se_a, p, se_p, t)
+    lo, hi = ratio_interval(a, se_a, p, se_p, t)
+    if signs is False or hi < k / factor or lo > k * factor:
+        return False
+    if signs is True:
+        return True
+    return None
+
+
+def t_multiplier(num_seeds: int, num_l: int) -> float:
+    """The one-sided t critical value (`verdicts.t_critical` at LEVEL) for a derivative's standard error:
+    over seeds (n - 1 degrees of freedom) or, with one seed, the slope's own (num_l - 1 degrees of freedom)."""
+    return verdicts.t_critical(num_seeds if num_seeds > 1 else num_l, LEVEL)
+
+
+def _reconstruction_ratio(k: float, l: float) -> float:  # noqa: E741
+    """Our reconstruction's secant ratio Delta gamma_a / Delta gamma_p at l (`theory.rate_changes`: equal parts,
+    disjoint supports); it tends to -k as l -> 0."""
+    delta_p, delta_a = theory.rate_changes(k, l)
+    return delta_a / delta_p
+
+
+def ratios(derivs: pd.DataFrame, factor: float) -> pd.DataFrame:
+    """Per k: the measured ratio (d gamma_a/dl)/(d gamma_p/dl), its interval of |ratio|, -k (the theorem's
+    ratio up to Theta), ratio / (-k), each derivative's direction in words, and the test of `theta_k_test`;
+    t is the critical value of `t_multiplier` that every test of the row uses."""
+    rows = []
+    for k, group in derivs.groupby("k"):
+        a = group[group.dataset == "D_a"].iloc[0]
+        p = group[group.dataset == "D_p"].iloc[0]
+        t = t_multiplier(int(a.num_seeds), int(a.num_l))
+        lo, hi = ratio_interval(a.dgamma_dl_bits, a.se_bits, p.dgamma_dl_bits, p.se_bits, t)
+        ratio = a.dgamma_dl_bits / p.dgamma_dl_bits if p.dgamma_dl_bits != 0 else math.nan
+        rows.append({
+            "k": k, "dgamma_a_dl_bits": a.dgamma_dl_bits, "se_a_bits": a.se_bits,
+            "dgamma_p_dl_bits": p.dgamma_dl_bits, "se_p_bits": p.se_bits, "num_seeds": int(a.num_seeds), "t": t,
+            "change_a": direction(a.dgamma_dl_bits, a.se_bits, t),
+            "change_p": direction(p.dgamma_dl_bits, p.se_bits, t), "ratio": ratio,
+            "abs_ratio_lo": lo, "abs_ratio_hi": hi, "minus_k": -k, "ratio_over_minus_k": ratio / -k,
+            "signs": _word(sign_test(a.dgamma_dl_bits, a.se_bits, p.dgamma_dl_bits, p.se_bits, t)),
+            "holds": _word(theta_k_test(a.dgamma_dl_bits, a.se_bits, p.dgamma_dl_bits, p.se_bits, k, factor, t)),
+        })
+    return pd.DataFrame(rows)
+
+
+def _word(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "unresolved"}[value]
+
+
+def secants(rates: pd.DataFrame, factor: float) -> pd.DataFrame:
+    """Per (k, l target): secant slopes Delta gamma / l of D_a and D_p (mean, se over seeds), their ratio,
+    our reconstruction's secant ratio (`theory.rate_changes`), and the Theorem 4.2 test at that l
+    (t critical value over the seeds; one seed: unresolved)."""
+    points = rates[rates.l > 0].copy()
+    points["secant"] = points.delta_gamma_bits / points.l
+    rows = []
+    for (k, l_target), group in points.groupby(["k", "l_target"]):
+        a, se_a = _mean_se(group[group.dataset == "D_a"].secant)
+        p, se_p = _mean_se(group[group.dataset == "D_p"].secant)
+        t = verdicts.t_critical(int(group.seed.nunique()), LEVEL)
+        l = float(group.l.iloc[0])  # noqa: E741
+        rows.append({"k": k, "l_target": l_target, "l": l, "num_perturbation": int(group.num_perturbation.iloc[0]),
+                     "secant_a_bits": a, "se_a_bits": se_a,
+                     "secant_p_bits": p, "se_p_bits": se_p, "ratio": a / p if p != 0 else math.nan,
+                     "reconstruction_ratio": _reconstruction_ratio(k, l),
+                     "holds": _word(theta_k_test(a, se_a, p, se_p, k, factor, t))})
+    return pd.DataFrame(rows)
+
+
+def loglog_slope(x, y) -> tuple[float, float]:
+    """OLS slope of log|y| on log x, and its standard error (NaN with fewer than three points)."""
+    x, y = np.log(np.asarray(x, dtype=float)), np.log(np.abs(np.asarray(y, dtype=float)))
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) < 2:
+        return math.nan, math.nan
+    design = np.vstack([x, np.ones_like(x)]).T
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    if len(x) < 3:
+        return float(coef[0]), math.nan
+    residual = y - design @ coef
+    sigma2 = float(np.sum(residual**2) / (len(x) - 2))
+    return float(coef[0]), float(math.sqrt(sigma2 / np.sum((x - x.mean()) ** 2)))
+
+
+# The exponent b of |quantity| ~ k^b (k >> 1) that each source gives: the theorem states only the ratio's
+# Theta(k); the derivatives' own exponents come from our reconstruction (theory_elasticity), an assumption.
+EXPECTED_EXPONENTS = {
+    "d gamma_a / dl": (-1.0, "our reconstruction"),
+    "d gamma_p / dl": (-2.0, "our reconstruction"),
+    "ratio": (1.0, "Theorem 4.2 (Theta(k))"),
+}
+
+
+def exponents(derivs: pd.DataFrame, ratio_table: pd.DataFrame) -> pd.DataFrame:
+    """Exponents b of |quantity| ~ k^b, measured (log-log OLS over k) beside EXPECTED_EXPONENTS and their source."""
+    rows = []
+    for name, frame, column in (
+        ("d gamma_a / dl", derivs[derivs.dataset == "D_a"], "dgamma_dl_bits"),
+        ("d gamma_p / dl", derivs[derivs.dataset == "D_p"], "dgamma_dl_bits"),
+        ("ratio", ratio_table, "ratio"),
+    ):
+        b, se = loglog_slope(frame.k, frame[column])
+        signs = np.sign(frame[column].to_numpy())
+        expected, source = EXPECTED_EXPONENTS[name]
+        rows.append({"quantity": name, "exponent": b, "se": se, "expected_exponent": expected,
+                     "expected_from": source, "same_sign_at_every_k": bool(len(set(signs)) == 1)})
+    return pd.DataFrame(rows)
+
+
+def hooke(rates: pd.DataFrame, pretraining_size: int) -> pd.DataFrame:
+    """The Hooke's-law invariant per (k, l): "force" |D_i| x change for D_a and D_p, mean and se over seeds.
+
+    Compression: F_a = |D_a| Delta gamma_a against -F_p = -|D_p| Delta gamma_p (equal in Theorem 4.2 as
+    l -> 0: their ratio is ratio / (-k)). KL: |D_a| KL_a against |D_p| KL_p, with KL(perturbed || aligned)
+    on each dataset's held-out texts. Sizes in examples; changes in bits/token, KL in nats/token.
+    """
+    points = rates[rates.l > 0]
+    rows = []
+    for (k, num, seed), group in points.groupby(["k", "num_perturbation", "seed"]):
+        a = group[group.dataset == "D_a"].iloc[0]
+        p = group[group.dataset == "D_p"].iloc[0]
+        size_a = pretraining_size / k
+        rows.append({"k": k, "l_target": a.l_target, "l": a.l, "num_perturbation": num, "seed": seed,
+                     "force_a": size_a * a.delta_gamma_bits, "minus_force_p": -pretraining_size * p.delta_gamma_bits,
+                     "kl_force_a": size_a * a.kl_nats, "kl_force_p": pretraining_size * p.kl_nats})
+    per_seed = pd.DataFrame(rows)
+    out = []
+    for (k, l_target), group in per_seed.groupby(["k", "l_target"]):
+        row = {"k": k, "l_target": l_target, "l": float(group.l.iloc[0]),
+               "num_perturbation": int(group.num_perturbation.iloc[0])}
+        for column in ("force_a", "minus_force_p", "kl_force_a", "kl_force_p"):
+            row[column], row[f"{column}_se"] = _mean_se(group[column])
+        # Ratios of the means over seeds (a mean of per-seed ratios is unstable where a force is near zero).
+        row["balance"] = row["force_a"] / row["minus_force_p"] if row["minus_force_p"] else math.nan
+        row["kl_balance"] = row["kl_force_a"] / row["kl_force_p"] if row["kl_force_p"] else math.nan
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def holding_l_range(secant_table: pd.DataFrame) -> list[float]:
+    """The perturbation sizes l (targets) at which the Theorem 4.2 test holds at every k."""
+    ok = secant_table.groupby("l_target")["holds"].apply(lambda h: bool((h == "yes").all()))
+    return sorted(float(l) for l, good in ok.items() if good)  # noqa: E741
+
+
+def judge(ratio_table: pd.DataFrame, secant_table: pd.DataFrame, cfg: Config,
+          chapter: str) -> list[verdicts.Verdict]:
+    """The verdict on Theorem 4.2 from the per-k tests at l -> 0, with the l range where it holds.
+
+    Only a protocol of THEOREM_PROTOCOLS trains on the size-weighted union that the theorem assumes; under
+    any other the tests are still run and reported, but the outcome is "not comparable".
+    """
+    tests = [None if h == "unresolved" else h == "yes" for h in ratio_table.holds]
+    holds = False if any(t is False for t in tests) else (None if any(t is None for t in tests) else True)
+    comparable = cfg.protocol in THEOREM_PROTOCOLS
+    parts = []
+    for row in ratio_table.itertuples():
+        hi = "inf" if not math.isfinite(row.abs_ratio_hi) else f"{row.abs_ratio_hi:.3g}"
+        parts.append(f"k={row.k:.3g}: ratio {row.ratio:.3g} (|ratio| in [{row.abs_ratio_lo:.3g}, {hi}])")
+    good_l = holding_l_range(secant_table)
+    l_text = ", ".join(f"{v:g}" for v in good_l) if good_l else "none"
+    factor = _worst_factor(ratio_table)
+    ours = (f"{'; '.join(parts)}; worst factor from -k: {factor:.3g}; holds at l in: {l_text} "
+            f"({cfg.protocol} protocol, {len(cfg.seeds)} seeds)")
+    t_values = ", ".join(sorted({f"{t:.2f}" for t in ratio_table.t}))
+    test = (f"at every k, d gamma_a/dl > 0 and d gamma_p/dl < 0 beyond t standard errors and |ratio| (each "
+            f"derivative within t standard errors) within a factor {cfg.tolerance_factor:g} of k, with "
+            f"t = {t_values} the one-sided Student-t critical value at {LEVEL:g} for the standard error over "
+            f"{len(cfg.seeds)} seeds (slope over 0 < l <= {cfg.fit_l_max:g}); per-k results: "
+            f"{', '.join(ratio_table.holds)}")
+    if comparable:
+        reason = f"{cfg.protocol} protocol (trains on the size-weighted union, the theorem's hypothesis): {test}"
+    else:
+        reason = (f"the {cfg.protocol} protocol fine-tunes on D_a, then D_t, alone, so nothing weighs D_a against "
+                  f"D_p as the theorem's hypothesis (a model fitted to the size-weighted union) requires, and its "
+                  f"tests can neither confirm nor refute the theorem; protocol "
+                  f"{' or '.join(THEOREM_PROTOCOLS)} tests it. The test, reported anyway: {test}")
+    paper_text = (f"ratio = Theta(-k), k = |D_p|/|D_a| >> 1 (typically {paper.THEOREM_K_TYPICAL[0]:.0e} to "
+                  f"{paper.THEOREM_K_TYPICAL[1]:.0e}); no measurement in the paper")
+    outcome = verdicts.decide(holds, comparable=comparable)
+    return [verdicts.Verdict("theorem_4_2", chapter, ours, paper_text, outcome, reason)]
+
+
+def _worst_factor(ratio_table: pd.DataFrame) -> float:
+    r = ratio_table.ratio.abs() / ratio_table.k
+    factors = np.maximum(r, 1 / r)
+    factors = np.where(ratio_table.ratio < 0, factors, np.inf)  # a wrong sign is no factor at all
+    return float(np.max(factors))
+
+
