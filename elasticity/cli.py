@@ -57,8 +57,8 @@ def _book(args: argparse.Namespace) -> int:
 def _families(args: argparse.Namespace) -> int:
     from elasticity import models
 
-    for name, family in models.FAMILIES.items():
-        print(f"{name:24s} {family.describe() if hasattr(family, 'describe') else family}")
+    for name in models.FAMILIES:
+        print(f"{name:24s} {models.describe(name)}")
     return 0
 
 

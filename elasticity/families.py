@@ -46,21 +46,6 @@ class Family:
     budgets: dict[int, Checkpoint] = field(default_factory=dict)
     lora_targets: tuple[str, ...] = LLAMA_LORA_TARGETS
 
-    def describe(self) -> str:
-        """One line: kind, sizes or budgets, and what it is."""
-        from elasticity.models import budgets, sizes
-
-        if self.kind == "tiny":
-            where = f"sizes {', '.join(sizes(self.name))}; budgets {', '.join(map(str, budgets(self.name)))} tokens"
-        elif self.budgets:
-            where = "budgets " + ", ".join(f"{b / 1e12:g}T" for b in self.budgets) + " tokens"
-        elif len(self.checkpoints) > 1:
-            where = "sizes " + ", ".join(self.checkpoints)
-        else:
-            (checkpoint,) = self.checkpoints.values() if self.checkpoints else (None,)
-            where = checkpoint.id if checkpoint else "offline"
-        return f"[{self.kind}] {self.description} ({where})"
-
 
 def _hub(name: str, description: str, repo: str, revision: str | None, num_parameters: float,
          **extra) -> Family:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
 from elasticity import config, data, paths, pretrain, results
@@ -47,6 +44,21 @@ def budgets(name: str | Family) -> tuple[int, ...]:
     if fam.kind == "tiny":
         return pretrain.preset(default_size(fam)).budgets_tokens
     return tuple(sorted(fam.budgets))
+
+
+def describe(name: str | Family) -> str:
+    """One line: the family's kind, sizes or budgets, and what it is."""
+    fam = family(name)
+    if fam.kind == "tiny":
+        where = f"sizes {', '.join(sizes(fam))}; budgets {', '.join(map(str, budgets(fam)))} tokens"
+    elif fam.budgets:
+        where = "budgets " + ", ".join(f"{b / 1e12:g}T" for b in fam.budgets) + " tokens"
+    elif len(fam.checkpoints) > 1:
+        where = "sizes " + ", ".join(fam.checkpoints)
+    else:
+        (checkpoint,) = fam.checkpoints.values() if fam.checkpoints else (None,)
+        where = checkpoint.id if checkpoint else "offline"
+    return f"[{fam.kind}] {fam.description} ({where})"
 
 
 def _checkpoint(fam: Family, size: str | None, budget_tokens: int | None) -> Checkpoint:
@@ -295,91 +307,3 @@ def info(family_name: str | Family = "tiny") -> list[dict]:
                  "num_parameters": c.num_parameters} for b, c in sorted(fam.budgets.items())]
     return [{"family": fam.name, "size": s, "id": c.id, "revision": c.revision, "num_parameters": c.num_parameters}
             for s, c in fam.checkpoints.items()]
-
-
-
-# --------------------------------------------------------------------------------------------------
-# The tables of the chapter "The model families of this book"
-# --------------------------------------------------------------------------------------------------
-
-
-def tiny_table() -> pd.DataFrame:
-    """One row per tiny size at the current scale: architecture, parameters, and the pre-training run as it
-    was measured where the checkpoints were built (seconds, tokens/s, threads, CPU/wall ratio).
-
-    Pre-trains the sizes that are not cached yet.
-    """
-    rows = []
-    for size in sizes("tiny"):
-        cfg = pretrain.preset(size)
-        pretrain.pretrain(size, progress=False)  # builds it if not cached, without a progress bar
-        record = pretrain.record(size)
-        rows.append({"size": size, "hidden_size": cfg.hidden_size, "num_layers": cfg.num_layers,
-                     "num_heads": cfg.num_heads, "num_parameters": record["num_parameters"],
-                     "budget_tokens": cfg.budgets_tokens[-1], "train_seconds": record["train_seconds"],
-                     "tokens_per_second": record["tokens_per_second"], "threads": record["threads"],
-                     "cpu_per_wall": record["cpu_per_wall"], "resumed_at_step": record["resumed_at_step"],
-                     "final_train_loss_nats": float(np.mean(record["losses"][-20:]))})
-    return pd.DataFrame(rows)
-
-
-@dataclass(frozen=True)
-class BpbConfig:
-    """Held-out bits per byte of every tiny size and budget (and SmolLM2-135M) on the same texts."""
-
-    num_texts: int  # the first n documents of the pre-training corpus' eval split
-    include_smollm2: bool  # also measure smollm2-135m (converts its GGUF on first use)
-    batch_size: int  # texts per forward pass
-    scale: str  # the tiny presets measured (default | smoke); part of the cache key
-
-    def __post_init__(self):
-        config.check_types(self)
-        config.choice("BpbConfig.scale", self.scale, config.SCALES)
-        if self.num_texts < 1 or self.batch_size < 1:
-            raise UserError("BpbConfig.num_texts and batch_size must be >= 1")
-
-
-BPB_PRESETS = {
-    "default": BpbConfig(num_texts=200, include_smollm2=True, batch_size=16, scale="default"),
-    "smoke": BpbConfig(num_texts=16, include_smollm2=False, batch_size=16, scale="smoke"),
-}
-
-
-def bpb_config(**overrides) -> BpbConfig:
-    """The preset of the current scale, with the overrides that are not None."""
-    return config.replace(BPB_PRESETS[config.scale()], **overrides)
-
-
-def _compute_bpb(cfg: BpbConfig) -> pd.DataFrame:
-    from elasticity import compression
-
-    if cfg.scale != config.scale():
-        raise UserError(f"BpbConfig.scale = {cfg.scale!r} but ELASTICITY_SCALE selects {config.scale()!r}")
-    texts = data.pretraining_corpus("eval")[: cfg.num_texts]
-    num_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    rows = []
-    for size in sizes("tiny"):
-        for budget in budgets("tiny"):
-            model, tokenizer = load("tiny", size=size, budget_tokens=budget)
-            model.eval()
-            rows.append({"family": "tiny", "size": size, "budget_tokens": budget,
-                         "num_parameters": sum(p.numel() for p in model.parameters()),
-                         "bits_per_byte": compression.bits_per_byte(model, tokenizer, texts,
-                                                                    batch_size=cfg.batch_size)})
-    if cfg.include_smollm2:
-        model, tokenizer = load("smollm2-135m")
-        model.eval()
-        rows.append({"family": "smollm2-135m", "size": "default", "budget_tokens": None,
-                     "num_parameters": sum(p.numel() for p in model.parameters()),
-                     "bits_per_byte": compression.bits_per_byte(model, tokenizer, texts, batch_size=cfg.batch_size)})
-    frame = pd.DataFrame(rows)
-    frame["num_texts"], frame["num_bytes"] = len(texts), num_bytes
-    return frame
-
-
-def bpb_table(cfg: BpbConfig | None = None) -> pd.DataFrame:
-    """Held-out bits per byte (`compression.bits_per_byte`) of each tiny size and budget, and of SmolLM2,
-    on the same eval documents of the pre-training corpus; cached by config and code."""
-    from elasticity import results
-
-    return results.load_or_run("models-bpb", cfg or bpb_config(), _compute_bpb)

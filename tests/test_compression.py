@@ -154,30 +154,3 @@ def test_a_trained_direction_lowers_code_length(bpe):
         loss.backward()
         opt.step()
     assert compression.code_lengths_bits(model, tok, [text])[0] < 0.5 * before
-
-
-def test_held_out_text_and_general_compressors():
-    text = compression.held_out_text("pretraining-corpus", 600)
-    assert 0 < len(text.encode()) <= 600
-    bits = compression.general_purpose_bits(text.encode())
-    assert set(bits) == {"gzip -9", "bz2 -9", "lzma -9e"} and all(b > 0 and b % 8 == 0 for b in bits.values())
-    with pytest.raises(UserError):
-        compression.ModelsConfig(num_bytes=0)
-
-
-def test_chapter_tables_with_a_test_model(bpe, monkeypatch):
-    from elasticity import models
-
-    model, tok = bpe
-    monkeypatch.setattr(models, "load", lambda family="tiny", size=None, **kw: (model, tok))
-    cfg = compression.ModelsConfig(sizes=("a",), num_bytes=150, smollm2=False, rates_texts=5, depth=2)
-    coding = compression.compare_compressors(cfg)
-    assert list(coding.compressor) == ["tiny a", "gzip -9", "bz2 -9", "lzma -9e"]
-    row = coding.iloc[0]
-    assert row.round_trip and row.code_bits <= row.nll_bits * 1.001 + 64
-    assert row.nll_bits == pytest.approx(row.batched_nll_bits, rel=1e-4)
-    rates = compression.rate_table(cfg)
-    assert list(rates.data) == ["positive", "negative", "pre-training"]
-    # the normalizations shift every part by the same constant
-    assert np.ptp(rates["gamma"] - rates["log-leaves"]) < 1e-9
-    assert np.ptp(rates["gamma"] - rates["difference"]) < 1e-9

@@ -20,7 +20,7 @@ def test_registry_has_the_papers_models_pinned():
     for name in ("tiny", "smollm2-135m", "llama2-7b", "llama2-13b", "llama3-8b", "gemma-2b", "qwen1.5-0.5b",
                  "qwen1.5-4b", "qwen1.5-7b", "qwen1.5", "tinyllama-1.1b"):
         assert name in models.FAMILIES
-        assert models.FAMILIES[name].describe()
+        assert models.describe(name)
     for fam in models.FAMILIES.values():
         for checkpoint in [*fam.checkpoints.values(), *fam.budgets.values()]:
             assert "/" in checkpoint.id and len(checkpoint.revision) == 40
