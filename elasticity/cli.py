@@ -51,7 +51,21 @@ def _book(args: argparse.Namespace) -> int:
     parallel.check_fits(parallel.workers(), "tiny", "cpu")  # the book's chapters run the tiny family on a CPU
     if args.scale:
         os.environ["ELASTICITY_SCALE"] = args.scale
+    from elasticity import status
+
+    print(status.report(), file=sys.stderr, flush=True)
     return book.build(Path(args.path_output) if args.path_output else None)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from elasticity import book
+
+    if args.chapter is not None:
+        book.chapter_path(args.chapter)  # an unknown chapter is refused before the experiments are imported
+    from elasticity import status
+
+    print(status.report(args.chapter))
+    return 0
 
 
 def _families(args: argparse.Namespace) -> int:
@@ -135,6 +149,11 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--scale", choices=["default", "smoke"], help="the scale every chapter runs at")
     book.add_argument("--path-output", help="where _build/ goes (default: the repository root)")
     book.set_defaults(handler=_book)
+
+    stat = verbs.add_parser("status", help="each chapter's training units: present, stale (and why) or missing, "
+                            "and the time to recompute them")
+    stat.add_argument("chapter", nargs="?", help="one chapter's file stem, listing its units that are not present")
+    stat.set_defaults(handler=_status)
 
     verbs.add_parser("families", help="list the model families").set_defaults(handler=_families)
     verbs.add_parser("datasets", help="list the datasets").set_defaults(handler=_datasets)

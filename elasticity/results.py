@@ -22,11 +22,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
 from elasticity import numerics, paths
+
+
+class Unit(NamedTuple):
+    """A cached computation as the cache sees it: the entry's name (a directory under `results/`), the config
+    that keys it, and the function that computes it (whose module's closure is the code key)."""
+
+    name: str
+    config: Any
+    compute: Callable
+
 
 _LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "trl", "numpy", "pandas", "sympy")
 
@@ -81,6 +91,13 @@ def code_closure(module_name: str) -> dict[str, str]:
     return seen
 
 
+def module_digests(fn: Callable) -> dict[str, str]:
+    """Module name -> a 12-hex digest of its source, for the closure that `code_fingerprint(fn)` hashes: what a
+    provenance record keeps, so that a stale entry can tell which modules changed."""
+    return {name: hashlib.sha256(source.encode()).hexdigest()[:12]
+            for name, source in sorted(code_closure(fn.__module__).items())}
+
+
 def code_fingerprint(fn: Callable) -> str:
     """Hash of the source of `fn`'s module and of every `elasticity` module it imports (`code_closure`)."""
     digest = hashlib.sha256()
@@ -89,7 +106,8 @@ def code_fingerprint(fn: Callable) -> str:
     return digest.hexdigest()[:16]
 
 
-def _entry_dir(name: str, config: Any, compute: Callable, cache: Path | None) -> Path:
+def entry_dir(name: str, config: Any, compute: Callable, cache: Path | None = None) -> Path:
+    """Where `compute(config)` is cached as `name`: `<cache>/results/<name>/<config key>-<code key>`."""
     key = f"{config_key(config)}-{code_fingerprint(compute)}"
     return (cache or paths.cache_dir()) / "results" / name / key
 
@@ -136,14 +154,16 @@ def versions() -> dict[str, str]:
     return found
 
 
-def provenance(config: Any, wall_time_s: float, key: str) -> dict[str, Any]:
-    """What produced a result: config, key, versions, device, seed, wall time, command, when, where, and what its
-    bitwise identity depends on (`numerics.state`: kernel level, threads, MKL, the CPU)."""
+def provenance(config: Any, wall_time_s: float, key: str, compute: Callable | None = None) -> dict[str, Any]:
+    """What produced a result: config, key, the digest of each module of its code (`module_digests` of
+    `compute`), versions, device, seed, wall time, command, when, where, and what its bitwise identity
+    depends on (`numerics.state`: kernel level, threads, MKL, the CPU)."""
     fields = dataclasses.asdict(config)
     return {
         "config": fields,
         "config_type": type(config).__name__,
         "key": key,
+        "code": None if compute is None else module_digests(compute),
         "versions": versions(),
         "device": fields.get("device", "cpu"),
         "seed": fields.get("seed", fields.get("seeds")),
@@ -170,20 +190,25 @@ def _atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def is_complete(entry: Path) -> bool:
+    """Whether a cache entry is finished: a result (`load_or_run`) or an artifact (`build_once`)."""
+    return (entry / "result.json").is_file() or (entry / "DONE").is_file()
+
+
 def is_cached(name: str, config: Any, compute: Callable, *, cache: Path | None = None) -> bool:
-    """Whether `compute(config)` has a cached result computed with this code (nothing is read)."""
-    return (_entry_dir(name, config, compute, cache) / "result.json").is_file()
+    """Whether `compute(config)` has a cached result or artifact computed with this code (nothing is read)."""
+    return is_complete(entry_dir(name, config, compute, cache))
 
 
 def load(name: str, config: Any, compute: Callable, *, cache: Path | None = None) -> Any | None:
     """The cached result of `compute(config)`, or None if it has not been computed with this code."""
-    path = _entry_dir(name, config, compute, cache) / "result.json"
+    path = entry_dir(name, config, compute, cache) / "result.json"
     return _decode(json.loads(path.read_text())) if path.is_file() else None
 
 
 def load_provenance(name: str, config: Any, compute: Callable, *, cache: Path | None = None) -> dict | None:
     """The provenance record of a cached result, or None."""
-    path = _entry_dir(name, config, compute, cache) / "provenance.json"
+    path = entry_dir(name, config, compute, cache) / "provenance.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -204,11 +229,11 @@ def load_or_run(name: str, config: Any, compute: Callable[[Any], Any], *, cache:
     cached = load(name, config, compute, cache=cache)
     if cached is not None:
         return cached
-    entry = _entry_dir(name, config, compute, cache)
+    entry = entry_dir(name, config, compute, cache)
     numerics.check()  # nothing is cached that was computed at another kernel level than the pinned one
     start = time.perf_counter()
     result = compute(config)
-    record = provenance(config, time.perf_counter() - start, entry.name)
+    record = provenance(config, time.perf_counter() - start, entry.name, compute)
 
     def fill(tmp: Path) -> None:
         (tmp / "result.json").write_text(json.dumps(_encode(result)))
@@ -218,11 +243,13 @@ def load_or_run(name: str, config: Any, compute: Callable[[Any], Any], *, cache:
     return _decode(_encode(result))
 
 
-def build_once(target: Path, build: Callable[[Path], None], config: Any = None) -> Path:
+def build_once(target: Path, build: Callable[[Path], None], config: Any = None,
+               compute: Callable | None = None) -> Path:
     """The directory `target`, built once, atomically, by one process at a time.
 
     `build(directory)` fills a fresh temporary directory beside `target`, which is renamed into place with a
-    `DONE` marker (and, given the `config` it was built from, a `provenance.json`) only once `build` returns:
+    `DONE` marker (and, given the `config` it was built from, a `provenance.json`, with the digests of the code
+    of `compute` where given) only once `build` returns:
     an interrupted build leaves nothing that looks finished. A second process asking for the same target
     meanwhile waits on a file lock (a hidden `.<name>.lock` beside it) and then finds the result.
     """
@@ -237,7 +264,7 @@ def build_once(target: Path, build: Callable[[Path], None], config: Any = None) 
                 start = time.perf_counter()
                 build(tmp)
                 if config is not None:
-                    record = provenance(config, time.perf_counter() - start, target.name)
+                    record = provenance(config, time.perf_counter() - start, target.name, compute)
                     (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
                 (tmp / "DONE").touch()
                 shutil.rmtree(target, ignore_errors=True)  # a stale directory without the marker
@@ -252,4 +279,4 @@ def artifact_dir(kind: str, config: Any, build: Callable[[Any, Path], None], *, 
 
     `build(config, directory)` writes into an empty temporary directory.
     """
-    return build_once(_entry_dir(kind, config, build, cache), lambda tmp: build(config, tmp), config)
+    return build_once(entry_dir(kind, config, build, cache), lambda tmp: build(config, tmp), config, build)

@@ -243,3 +243,16 @@ def test_finetune_with_lora_gives_identical_numbers_in_fresh_processes(tmp_path)
                      (tmp_path / name / "adapter_model.safetensors").read_bytes()))
     (losses, weights), (losses_again, weights_again) = runs
     assert losses == losses_again and weights == weights_again
+
+
+def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, monkeypatch, tmp_path):
+    from elasticity import book
+
+    built = []
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")  # restored after the test: `--scale` sets it for the build
+    monkeypatch.setattr(book, "build", lambda output: built.append(output) or 0)
+    code, _, err = run_cli(capsys, "book", "--scale", "smoke")
+    assert code == 0 and built == [None]
+    assert err.startswith(f"training units at scale smoke in {tmp_path}:\n")
+    assert "\nrebound: 16 training units: 0 present, 0 stale, 16 missing;" in err

@@ -36,7 +36,7 @@ def test_computed_verdicts_are_read_from_the_cache(tmp_path, monkeypatch):
     found = [verdicts.Verdict("theorem_4_2", "elasticity_measured", "ours", "theirs", "not reproduced", "why")]
     results.load_or_run(measured.NAME, cfg, lambda c: {"verdicts": verdicts.to_frame(found)}, cache=tmp_path)
     # The entry is keyed by the computing function's module: write it under measured.run's key instead.
-    entry = results._entry_dir(measured.NAME, cfg, measured.run, tmp_path)
+    entry = results.entry_dir(measured.NAME, cfg, measured.run, tmp_path)
     written = next(p for p in (tmp_path / "results" / measured.NAME).iterdir() if p != entry)
     written.rename(entry)
     table = registry.collect_verdicts(cache=tmp_path)

@@ -32,6 +32,11 @@ def config(**overrides) -> Config:
 
 
 
+def cached_units(cfg: Config) -> list[results.Unit]:
+    """The training units `run(cfg)` reads from the results cache (for `elasticity status`)."""
+    return measured_units.cached_units(cfg)
+
+
 def run(cfg: Config) -> dict:
     """Pre-train, align, perturb and measure; estimate d gamma/dl and compare their ratio with -k.
 

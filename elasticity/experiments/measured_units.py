@@ -433,6 +433,13 @@ def _run_unit(unit: _Unit) -> dict:
 DATASETS = ("D_p", "D_a", "D_1", "D_2", "D_3")
 
 
+def cached_units(cfg: Config) -> list[results.Unit]:
+    """The cache entries `measure_rates(cfg)` reads: theta_p's pre-training, and every (|D_a|, seed) unit."""
+    return ([results.Unit(f"{NAME}-pretrain", _pretrain_unit(cfg), _build_pretrained)]
+            + [results.Unit(f"{NAME}-unit", _unit(cfg, n, s), _compute_unit)
+               for n in cfg.alignment_sizes for s in cfg.seeds])
+
+
 def measure_rates(cfg: Config) -> pd.DataFrame:
     """Pre-train, align, perturb and measure, unit by unit (cached).
 

@@ -61,6 +61,21 @@ def pretraining_table(family: str, sizes) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def units(cfg: Config) -> list:
+    """The base and curve units of every size and seed (shared with the rebound chapter where they coincide)."""
+    found: list = []
+    for size in cfg.model_sizes:
+        for seed in cfg.seeds:
+            found.append(rebound_units.base_unit(cfg, cfg.task, size, None, seed))
+            found += [rebound_units.unit(cfg, cfg.task, size, None, n, seed) for n in cfg.positive_sizes]
+    return found
+
+
+def cached_units(cfg: Config) -> list[results.Unit]:
+    """The training units `run(cfg)` reads from the results cache (for `elasticity status`)."""
+    return [rebound_units.cache_entry(u) for u in units(cfg)]
+
+
 def run(cfg: Config) -> dict:
     """Run the rebound protocol for every model size, positive size and seed.
 
@@ -71,12 +86,7 @@ def run(cfg: Config) -> dict:
     """
     sizes = cfg.model_sizes
     rebound_units.check_data(cfg, (cfg.task,), cfg.positive_sizes)
-    units: list = []
-    for size in sizes:
-        for seed in cfg.seeds:
-            units.append(rebound_units.base_unit(cfg, cfg.task, size, None, seed))
-            units += [rebound_units.unit(cfg, cfg.task, size, None, n, seed) for n in cfg.positive_sizes]
-    curves, base = rebound_units.collect(units, "model size: fine-tunes")
+    curves, base = rebound_units.collect(units(cfg), "model size: fine-tunes")
     summary = rebound_judge.summarize(curves, base, cfg.initial_negative)
     trend = rebound_judge.model_trend(summary, "size", list(sizes), "initial_slope")
     later = rebound_judge.model_trend(summary, "size", list(sizes), "later_slope")

@@ -100,6 +100,21 @@ def _tokens(budget) -> str:
     return f"{int(budget):,} tokens"
 
 
+def units(cfg: Config) -> list:
+    """The base and curve units of every token budget and seed."""
+    found: list = []
+    for budget in cfg.token_budgets:
+        for seed in cfg.seeds:
+            found.append(rebound_units.base_unit(cfg, cfg.task, cfg.size, budget, seed))
+            found += [rebound_units.unit(cfg, cfg.task, cfg.size, budget, n, seed) for n in cfg.positive_sizes]
+    return found
+
+
+def cached_units(cfg: Config) -> list[results.Unit]:
+    """The training units `run(cfg)` reads from the results cache (for `elasticity status`)."""
+    return [rebound_units.cache_entry(u) for u in units(cfg)]
+
+
 def run(cfg: Config) -> dict:
     """Run the rebound protocol for every token budget, positive size and seed.
 
@@ -111,12 +126,7 @@ def run(cfg: Config) -> dict:
     """
     budgets = cfg.token_budgets
     rebound_units.check_data(cfg, (cfg.task,), cfg.positive_sizes)
-    units: list = []
-    for budget in budgets:
-        for seed in cfg.seeds:
-            units.append(rebound_units.base_unit(cfg, cfg.task, cfg.size, budget, seed))
-            units += [rebound_units.unit(cfg, cfg.task, cfg.size, budget, n, seed) for n in cfg.positive_sizes]
-    curves, base = rebound_units.collect(units, "pre-training volume: fine-tunes")
+    curves, base = rebound_units.collect(units(cfg), "pre-training volume: fine-tunes")
     final = max(models.budgets(cfg.family))
     size, _ = rebound_units.canonical_model(cfg.family, cfg.size, None)
     for frame in (curves, base):  # the cache keys store the final budget as None; write it out

@@ -126,6 +126,11 @@ def units(cfg: Config) -> list:
     return found
 
 
+def cached_units(cfg: Config) -> list[results.Unit]:
+    """The training units `run(cfg)` reads from the results cache (for `elasticity status`)."""
+    return [rebound_units.cache_entry(u) for u in units(cfg)]
+
+
 def run(cfg: Config) -> dict:
     """Run the rebound protocol on every task, positive size and seed, and the DPO ablation, and judge it.
 

@@ -356,15 +356,16 @@ def _compute_unit(u: Unit) -> dict:
     return {"rows": rows}
 
 
-def _cache_entry(u: BaseUnit | Unit) -> tuple:
-    """The results-cache name of a unit's kind, and the function that computes it."""
-    return (f"{NAME}-base", _compute_base) if isinstance(u, BaseUnit) else (f"{NAME}-unit", _compute_unit)
+def cache_entry(u: BaseUnit | Unit) -> results.Unit:
+    """A unit as the results cache sees it: its kind's name, the unit, and the function that computes it."""
+    if isinstance(u, BaseUnit):
+        return results.Unit(f"{NAME}-base", u, _compute_base)
+    return results.Unit(f"{NAME}-unit", u, _compute_unit)
 
 
 def compute(u: BaseUnit | Unit) -> dict:
     """The cached result of one base or curve unit, computed first if it is missing."""
-    name, fn = _cache_entry(u)
-    return results.load_or_run(name, u, fn)
+    return results.load_or_run(*cache_entry(u))
 
 
 def pending(units: list) -> list:
@@ -376,8 +377,7 @@ def pending(units: list) -> list:
         return (u.positive_size * u.positive_epochs + u.negative_sizes[-1]) * (2 if u.reverse == "dpo" else 1)
 
     def cached(u) -> bool:
-        name, fn = _cache_entry(u)
-        return results.is_cached(name, u, fn)
+        return results.is_cached(*cache_entry(u))
 
     return sorted((u for u in units if not cached(u)), key=cost, reverse=True)
 

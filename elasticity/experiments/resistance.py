@@ -43,6 +43,11 @@ def config(**overrides) -> Config:
     return elasticity.config.replace(base, **overrides)
 
 
+def cached_units(cfg: Config) -> list[results.Unit]:
+    """The training units `run(cfg)` reads from the results cache (for `elasticity status`)."""
+    return resistance_units.cached_units(cfg)
+
+
 def run(cfg: Config) -> dict:
     """Run the resistance protocol for every dataset, seed and checkpoint pair, and judge it.
 

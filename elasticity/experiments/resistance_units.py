@@ -299,6 +299,26 @@ def _align(unit: _Align) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def align_units(cfg: Config) -> list[_Align]:
+    """Every forward and inverse fine-tune of the experiment, dataset by dataset, seed by seed, pair by pair."""
+    sfts = [_sft_unit(cfg, d, s) for d in cfg.datasets for s in cfg.seeds]
+    return [
+        _Align(_Samples(sft, cfg.num_samples, cfg.num_eval, cfg.max_new_tokens), pair, direction, cfg.steps,
+               cfg.learning_rate)
+        for sft in sfts for pair in cfg.checkpoint_pairs for direction in ("forward", "inverse")
+    ]
+
+
+def cached_units(cfg: Config) -> list[results.Unit]:
+    """The cache entries `measure(cfg)` reads: each SFT's checkpoints, its samples, and every fine-tune."""
+    aligns = align_units(cfg)
+    samples = list(dict.fromkeys(a.samples for a in aligns))
+    sfts = list(dict.fromkeys(s.sft for s in samples))
+    return ([results.Unit(f"{NAME}-sft", u, _build_checkpoints) for u in sfts]
+            + [results.Unit(f"{NAME}-samples", u, _compute_samples) for u in samples]
+            + [results.Unit(f"{NAME}-align", u, _compute_align) for u in aligns])
+
+
 def measure(cfg: Config) -> dict:
     """Every dataset, seed and checkpoint pair's forward and inverse fine-tune, computed unit by unit.
 
@@ -312,12 +332,7 @@ def measure(cfg: Config) -> dict:
             after training, and its change (`kl_change_nats` = before - after).
         `curves`: the per-step training loss of every fine-tune.
     """
-    sfts = [_sft_unit(cfg, d, s) for d in cfg.datasets for s in cfg.seeds]
-    units = [
-        _Align(_Samples(sft, cfg.num_samples, cfg.num_eval, cfg.max_new_tokens), pair, direction, cfg.steps,
-               cfg.learning_rate)
-        for sft in sfts for pair in cfg.checkpoint_pairs for direction in ("forward", "inverse")
-    ]
+    units = align_units(cfg)
     rows, curves = [], []
     threads = torch.get_num_threads()
     if models.family(cfg.family).kind == "tiny" and cfg.device == "cpu":
