@@ -289,3 +289,29 @@ def test_identity_compares_units_byte_for_byte(tmp_path):
     assert identity.identical(base, cache("c", {"k1": '{"x": 1.0}', "k2": '{"x": 2.0000001}'})) == 1
     assert identity.identical(base, cache("d", {"k1": '{"x": 1.0}'})) == 1
     assert identity.CANDIDATES["native_kernels"] == {"ELASTICITY_NATIVE_KERNELS": "1"}  # the control
+
+
+# --------------------------------------------------------------------------------------------------
+# rejudge.py
+# --------------------------------------------------------------------------------------------------
+
+
+def test_rejudge_reads_the_status_lines_and_edits_only_judging_modules(tmp_path):
+    rejudge = load_benchmark("rejudge")
+    text = ("training units at scale default in /c:\n"
+            "rebound: 36 training units: 30 present, 6 stale (code changed: elasticity.finetune), 0 missing; "
+            "about 5 min to recompute in one process\n"
+            "resistance: 48 training units: 48 present, 0 stale, 0 missing\n"
+            "verdicts: no training units\n")
+    assert rejudge.parse_status(text) == {
+        "rebound": {"units": 36, "present": 30, "stale": 6, "missing": 0, "why": "code changed: elasticity.finetune"},
+        "resistance": {"units": 48, "present": 48, "stale": 0, "missing": 0, "why": ""}}
+    names = {p.name for p in rejudge.judging_files(ROOT / "elasticity")}
+    assert {"verdicts.py", "paper.py", "plotting.py", "rebound_judge.py", "rebound_figures.py", "rebound.py",
+            "model_size.py", "measured.py"} <= names
+    assert not {n for n in names if n.endswith("_units.py")} and "finetune.py" not in names
+    assert "compression_with_models.py" not in names  # a computation of its own, not a judge of units
+    (tmp_path / "results" / "kind").mkdir(parents=True)
+    (tmp_path / "results" / "kind" / "abc-def").mkdir()
+    (tmp_path / "results" / "kind" / ".abc-def.lock").touch()
+    assert rejudge.entries(tmp_path) == {"kind": 1}
