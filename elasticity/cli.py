@@ -51,9 +51,11 @@ def _book(args: argparse.Namespace) -> int:
     parallel.check_fits(parallel.workers(), "tiny", "cpu")  # the book's chapters run the tiny family on a CPU
     if args.scale:
         os.environ["ELASTICITY_SCALE"] = args.scale
-    from elasticity import status
+    # The status in a child process: this one stays small (no torch) while the build runs under it.
+    import subprocess
 
-    print(status.report(), file=sys.stderr, flush=True)
+    report = subprocess.run([sys.executable, "-m", "elasticity.cli", "status"], capture_output=True, text=True)
+    print(report.stdout or report.stderr, end="", file=sys.stderr, flush=True)
     return book.build(Path(args.path_output) if args.path_output else None)
 
 
