@@ -1,12 +1,11 @@
 """Computed verdicts: each claim of the paper a chapter tests, our measured figure beside the paper's."""
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
 
-from elasticity import paper
+from elasticity import paper, stats
 from elasticity.config import check_types, choice
 
 Outcome = Literal["reproduced", "not reproduced", "not comparable"]
@@ -49,32 +48,11 @@ def decide(holds: bool | None, *, comparable: bool = True) -> Outcome:
     return "reproduced" if holds else "not reproduced"
 
 
-def t_critical(n: int, level: float = 0.95) -> float:
-    """One-sided Student-t critical value for a mean of n independent values (n - 1 degrees of freedom):
-    2.92 for 3 seeds, 2.13 for 5, towards 1.64 for many. NaN for n < 2 (no standard error)."""
-    from scipy import stats
-
-    return float(stats.t.ppf(level, n - 1)) if n >= 2 else math.nan
-
-
-def above_zero(mean: float, se: float, n: int, level: float = 0.95) -> bool | None:
-    """Is a mean of n seeds above zero by a one-sided t-test at `level` (mean > t_critical(n) x se)?
-    None when there is no standard error (fewer than 2 seeds, or a NaN)."""
-    if n < 2 or not math.isfinite(se) or not math.isfinite(mean):
-        return None
-    return bool(mean - t_critical(n, level) * se > 0)
-
-
 def t_text(n: int, level: float = 0.95) -> str:
-    """How the threshold of `above_zero` reads in a verdict's reason: 't(0.95, 2) = 2.92 standard errors'."""
-    return f"t({level:g}, {n - 1}) = {t_critical(n, level):.2f} standard errors" if n >= 2 else "t standard errors"
-
-
-def within_noise(mean: float, se: float, n: int, level: float = 0.95) -> bool | None:
-    """Is a mean of n seeds within the noise of zero: |mean| <= t_critical(n) x se, so that neither
-    `above_zero(mean)` nor `above_zero(-mean)` holds? None when there is no standard error."""
-    up = above_zero(mean, se, n, level)
-    return None if up is None else not (up or above_zero(-mean, se, n, level))
+    """How the threshold of `stats.above_zero` reads in a verdict's reason: 't(0.95, 2) = 2.92 standard errors'."""
+    if n < 2:
+        return "t standard errors"
+    return f"t({level:g}, {n - 1}) = {stats.t_critical(n, level):.2f} standard errors"
 
 
 def pm_text(n: int) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elasticity import theory, verdicts
+from elasticity import stats, theory
 from elasticity.experiments import measured_judge, measured_units
 
 KS = (10.0, 30.0, 100.0)
@@ -47,11 +47,11 @@ def jitter(k, l, dp, da, seed):  # noqa: E741
 
 def test_slope_through_origin_recovers_a_line_and_its_error():
     x = np.array([0.1, 0.2, 0.4])
-    b, se = measured_judge.slope_through_origin(x, 3.0 * x)
+    b, se = stats.slope_through_origin(x, 3.0 * x)
     assert b == pytest.approx(3.0) and se == pytest.approx(0.0, abs=1e-12)
-    b, se = measured_judge.slope_through_origin(x, 3.0 * x + np.array([0.01, -0.01, 0.0]))
+    b, se = stats.slope_through_origin(x, 3.0 * x + np.array([0.01, -0.01, 0.0]))
     assert 2.9 < b < 3.1 and se > 0
-    assert math.isnan(measured_judge.slope_through_origin([0.1], [0.3])[1])
+    assert math.isnan(stats.slope_through_origin([0.1], [0.3])[1])
 
 
 def test_the_theory_itself_is_reproduced_at_every_k_under_the_joint_protocol():
@@ -134,9 +134,9 @@ def test_ratio_interval_and_sign_test():
 
 
 def test_directions_use_the_books_t_rule():
-    t3 = verdicts.t_critical(3)  # 2.92 for three seeds: a mean 2.5 standard errors from zero is not resolved
+    t3 = stats.t_critical(3)  # 2.92 for three seeds: a mean 2.5 standard errors from zero is not resolved
     assert measured_judge.t_multiplier(3, 2) == pytest.approx(t3)
-    assert measured_judge.t_multiplier(1, 4) == pytest.approx(verdicts.t_critical(4))  # one seed: the slope's own df
+    assert measured_judge.t_multiplier(1, 4) == pytest.approx(stats.t_critical(4))  # one seed: the slope's own df
     assert measured_judge.direction(2.5, 1.0, t3) == "no resolved change" == measured_judge.direction(-2.5, 1.0, t3)
     assert measured_judge.direction(3.0, 1.0, t3) == "rises" and measured_judge.direction(-3.0, 1.0, t3) == "falls"
     assert measured_judge.direction(3.0, math.nan, t3) == "no resolved change"

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elasticity import models, verdicts
+from elasticity import models, stats
 from elasticity.config import UserError
 from elasticity.experiments import pretraining_volume
 
@@ -68,9 +68,9 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     assert list(found["claim"]) == ["pretraining_volume", "pretraining_threshold"]
     assert set(found["outcome"]) <= OUTCOMES
     small, large = trend["initial_drop_mean"].iloc[0], trend["initial_drop_mean"].iloc[-1]
-    appears = verdicts.above_zero(large, trend["initial_drop_se"].iloc[-1], len(cfg.seeds))
+    appears = stats.above_zero(large, trend["initial_drop_se"].iloc[-1], len(cfg.seeds))
     expected = "reproduced" if appears and small / large <= cfg.threshold_fraction else "not reproduced"
-    lifted = [verdicts.above_zero(m, se, len(cfg.seeds))
+    lifted = [stats.above_zero(m, se, len(cfg.seeds))
               for m, se in zip(trend["lift_mean"], trend["lift_se"], strict=True)]
     if not all(lifted):  # nothing to rebound from at some budget
         expected = "not comparable"

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from elasticity import stats
 from elasticity.config import UserError
 from elasticity.experiments import rebound, rebound_judge
 
@@ -93,11 +94,11 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     summary = result["summary"]
     for task, g in summary[summary["reverse"] == "sft"].groupby("task"):
         gaps = rebound_judge.per_seed(g, "slope_gap", ["task"])["slope_gap"]
-        mean, se = rebound_judge.mean_se(gaps)
+        mean, se = stats.mean_se(gaps)
         row = verdict_frame[(verdict_frame["claim"] == "rebound_two_phase")
                             & verdict_frame["ours"].str.startswith(task)].iloc[0]
         t = {2: 6.314, 3: 2.920}[len(gaps)]  # one-sided 95% Student t, 1 and 2 degrees of freedom
-        lift, lift_se = rebound_judge.mean_se(rebound_judge.per_seed(g, "lift", ["task"])["lift"])
+        lift, lift_se = stats.mean_se(rebound_judge.per_seed(g, "lift", ["task"])["lift"])
         expected = "reproduced" if mean - t * se > 0 else "not reproduced"
         assert row["outcome"] == (expected if lift - t * lift_se > 0 else "not comparable")
     # cached units: a second run computes nothing and gives the same numbers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from elasticity import plotting
+from elasticity import plotting, stats
 
 
 def plot_ratio_vs_k(result: dict):
@@ -41,6 +41,10 @@ def plot_ratio_vs_k(result: dict):
     return fig
 
 
+def _se(values) -> float:
+    return stats.mean_se(values)[1]
+
+
 def plot_rate_changes(result: dict):
     """Delta gamma of D_a and D_p against l, one curve per k (mean over seeds, +- se)."""
     import matplotlib.ticker
@@ -53,9 +57,8 @@ def plot_rate_changes(result: dict):
         for color, k in zip(plotting.series_colors(len(ks)), ks, strict=True):
             rows = rates[(rates.dataset == name) & (rates.k == k)]
             summary = rows.groupby("num_perturbation").agg(l=("l", "mean"), mean=("delta_gamma_bits", "mean"),
-                                                           sd=("delta_gamma_bits", "std"),
-                                                           n=("delta_gamma_bits", "size")).reset_index()
-            se = (summary.sd / np.sqrt(summary.n)).fillna(0.0)
+                                                           se=("delta_gamma_bits", _se)).reset_index()
+            se = summary["se"].fillna(0.0)
             ax.errorbar(summary.l, summary["mean"], yerr=se, color=color, marker="o", ms=3, capsize=2,
                         label=f"k = {k:.3g}")
         ax.axhline(0.0, color=plotting.COLORS["base"], lw=0.8)

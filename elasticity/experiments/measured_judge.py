@@ -10,31 +10,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from elasticity import paper, theory, verdicts
+from elasticity import paper, stats, theory, verdicts
 from elasticity.experiments.measured_units import Config
 
 THEOREM_PROTOCOLS = ("joint",)  # the protocols whose verdict can confirm or refute the theorem; others: not comparable
-LEVEL = 0.95  # one-sided Student-t level of every sign test (the book's rule: verdicts.t_critical)
-
-
-def _mean_se(values) -> tuple[float, float]:
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return math.nan, math.nan
-    se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
-    return float(np.mean(values)), se
-
-
-def slope_through_origin(x, y) -> tuple[float, float]:
-    """OLS slope of y = b x (no intercept) and its standard error (NaN with fewer than two points)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    sxx = float(np.sum(x * x))
-    b = float(np.sum(x * y) / sxx)
-    if len(x) < 2:
-        return b, math.nan
-    residual = y - b * x
-    return b, float(math.sqrt(np.sum(residual**2) / (len(x) - 1) / sxx))
+LEVEL = 0.95  # one-sided Student-t level of every sign test (the book's rule: stats.t_critical)
 
 
 def derivatives(rates: pd.DataFrame, fit_l_max: float) -> pd.DataFrame:
@@ -43,8 +23,8 @@ def derivatives(rates: pd.DataFrame, fit_l_max: float) -> pd.DataFrame:
     fit = rates[(rates.l > 0) & (rates.l <= fit_l_max + 1e-12)]
     rows = []
     for (k, name), group in fit.groupby(["k", "dataset"]):
-        per_seed = [slope_through_origin(g.l, g.delta_gamma_bits) for _, g in group.groupby("seed")]
-        mean, se = _mean_se([b for b, _ in per_seed])
+        per_seed = [stats.slope_through_origin(g.l, g.delta_gamma_bits) for _, g in group.groupby("seed")]
+        mean, se = stats.mean_se([b for b, _ in per_seed])
         if len(per_seed) == 1:
             se = per_seed[0][1]
         rows.append({"k": k, "dataset": name, "dgamma_dl_bits": mean, "se_bits": se, "num_seeds": len(per_seed),
@@ -105,9 +85,9 @@ def theta_k_test(a: float, se_a: float, p: float, se_p: float, k: float, factor:
 
 
 def t_multiplier(num_seeds: int, num_l: int) -> float:
-    """The one-sided t critical value (`verdicts.t_critical` at LEVEL) for a derivative's standard error:
+    """The one-sided t critical value (`stats.t_critical` at LEVEL) for a derivative's standard error:
     over seeds (n - 1 degrees of freedom) or, with one seed, the slope's own (num_l - 1 degrees of freedom)."""
-    return verdicts.t_critical(num_seeds if num_seeds > 1 else num_l, LEVEL)
+    return stats.t_critical(num_seeds if num_seeds > 1 else num_l, LEVEL)
 
 
 def _reconstruction_ratio(k: float, l: float) -> float:  # noqa: E741
@@ -152,9 +132,9 @@ def secants(rates: pd.DataFrame, factor: float) -> pd.DataFrame:
     points["secant"] = points.delta_gamma_bits / points.l
     rows = []
     for (k, l_target), group in points.groupby(["k", "l_target"]):
-        a, se_a = _mean_se(group[group.dataset == "D_a"].secant)
-        p, se_p = _mean_se(group[group.dataset == "D_p"].secant)
-        t = verdicts.t_critical(int(group.seed.nunique()), LEVEL)
+        a, se_a = stats.mean_se(group[group.dataset == "D_a"].secant)
+        p, se_p = stats.mean_se(group[group.dataset == "D_p"].secant)
+        t = stats.t_critical(int(group.seed.nunique()), LEVEL)
         l = float(group.l.iloc[0])  # noqa: E741
         rows.append({"k": k, "l_target": l_target, "l": l, "num_perturbation": int(group.num_perturbation.iloc[0]),
                      "secant_a_bits": a, "se_a_bits": se_a,
@@ -162,22 +142,6 @@ def secants(rates: pd.DataFrame, factor: float) -> pd.DataFrame:
                      "reconstruction_ratio": _reconstruction_ratio(k, l),
                      "holds": _word(theta_k_test(a, se_a, p, se_p, k, factor, t))})
     return pd.DataFrame(rows)
-
-
-def loglog_slope(x, y) -> tuple[float, float]:
-    """OLS slope of log|y| on log x, and its standard error (NaN with fewer than three points)."""
-    x, y = np.log(np.asarray(x, dtype=float)), np.log(np.abs(np.asarray(y, dtype=float)))
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if len(x) < 2:
-        return math.nan, math.nan
-    design = np.vstack([x, np.ones_like(x)]).T
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    if len(x) < 3:
-        return float(coef[0]), math.nan
-    residual = y - design @ coef
-    sigma2 = float(np.sum(residual**2) / (len(x) - 2))
-    return float(coef[0]), float(math.sqrt(sigma2 / np.sum((x - x.mean()) ** 2)))
 
 
 # The exponent b of |quantity| ~ k^b (k >> 1) that each source gives: the theorem states only the ratio's
@@ -197,7 +161,7 @@ def exponents(derivs: pd.DataFrame, ratio_table: pd.DataFrame) -> pd.DataFrame:
         ("d gamma_p / dl", derivs[derivs.dataset == "D_p"], "dgamma_dl_bits"),
         ("ratio", ratio_table, "ratio"),
     ):
-        b, se = loglog_slope(frame.k, frame[column])
+        b, se = stats.loglog_slope(frame.k, frame[column])
         signs = np.sign(frame[column].to_numpy())
         expected, source = EXPECTED_EXPONENTS[name]
         rows.append({"quantity": name, "exponent": b, "se": se, "expected_exponent": expected,
@@ -227,7 +191,7 @@ def hooke(rates: pd.DataFrame, pretraining_size: int) -> pd.DataFrame:
         row = {"k": k, "l_target": l_target, "l": float(group.l.iloc[0]),
                "num_perturbation": int(group.num_perturbation.iloc[0])}
         for column in ("force_a", "minus_force_p", "kl_force_a", "kl_force_p"):
-            row[column], row[f"{column}_se"] = _mean_se(group[column])
+            row[column], row[f"{column}_se"] = stats.mean_se(group[column])
         # Ratios of the means over seeds (a mean of per-seed ratios is unstable where a force is near zero).
         row["balance"] = row["force_a"] / row["minus_force_p"] if row["minus_force_p"] else math.nan
         row["kl_balance"] = row["kl_force_a"] / row["kl_force_p"] if row["kl_force_p"] else math.nan

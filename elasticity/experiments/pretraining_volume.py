@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import elasticity.config
-from elasticity import models, paper, results, verdicts
+from elasticity import models, paper, results, stats, verdicts
 from elasticity.config import UserError
 from elasticity.experiments import rebound, rebound_figures, rebound_judge, rebound_units
 
@@ -68,7 +68,7 @@ def judge_threshold(trend, cfg: Config, no_lift: str | None = None) -> verdicts.
     the effect has appeared at the largest.
 
     Holds when the initial drop at the largest budget is above zero by a one-sided t-test at the 95% level
-    over seeds (`verdicts.above_zero`) and the drop at the smallest budget is at most `threshold_fraction`
+    over seeds (`stats.above_zero`) and the drop at the smallest budget is at most `threshold_fraction`
     of it (means over seeds and positive sizes). Not comparable when `no_lift` gives a reason (the positive
     SFT did not lift the score at some budget, `rebound_judge.lift_by_model`): a score that was never lifted
     "barely moves" trivially.
@@ -80,7 +80,7 @@ def judge_threshold(trend, cfg: Config, no_lift: str | None = None) -> verdicts.
     ours = (f"initial drop at {int(first['budget_tokens']):,} tokens {small:.4f} ± {first['initial_drop_se']:.4f}, "
             f"at {int(last['budget_tokens']):,} tokens {large:.4f} ± {last['initial_drop_se']:.4f}; "
             f"ratio {ratio:.2f} ({seeds} seeds)")
-    appears = verdicts.above_zero(large, last["initial_drop_se"], seeds)
+    appears = stats.above_zero(large, last["initial_drop_se"], seeds)
     holds = bool(appears and ratio <= cfg.threshold_fraction)
     if appears is None:
         reason = "fewer than 2 seeds: no standard error"

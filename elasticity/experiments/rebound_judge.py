@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from elasticity import paper, verdicts
+from elasticity import paper, stats, verdicts
 
 # What the paper reports for the end of the negative curves (Figure 4, per CY-F and KO): the IMDb curves
 # fall below the base model's level, the BeaverTails curves converge near it. Each task is matched to
@@ -15,17 +15,7 @@ from elasticity import paper, verdicts
 END_SHAPE = {"sentiment": "below", "sentiment-imdb": "below", "safety": "near", "safety-beavertails": "near"}
 
 
-def _sd(values) -> float:
-    values = np.asarray(values, dtype=float)
-    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-
-
-def mean_se(values) -> tuple[float, float]:
-    """Mean and standard error (sd / sqrt(n), NaN for n < 2) of a sequence of numbers."""
-    values = np.asarray(values, dtype=float)
-    return float(np.mean(values)), _sd(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-
-
+# ---------------------------------------------------------------------------------------------------------
 # Summaries of the curves.
 # ---------------------------------------------------------------------------------------------------------
 
@@ -96,7 +86,7 @@ def lift_check(summary: pd.DataFrame) -> tuple[str, str | None]:
     """The precondition of a rebound verdict: did the positive SFT lift the score above the base model's?
 
     The lift is start - base (score units), per seed the mean over positive sizes; it is resolved when its
-    mean over seeds is above zero by a one-sided t-test at the 95% level (`verdicts.above_zero`). Without a
+    mean over seeds is above zero by a one-sided t-test at the 95% level (`stats.above_zero`). Without a
     resolved lift there is nothing to rebound from, and the verdict is "not comparable".
 
     Returns:
@@ -104,9 +94,9 @@ def lift_check(summary: pd.DataFrame) -> tuple[str, str | None]:
         lift is resolved, else why the verdict is not comparable.
     """
     lifts = per_seed(summary, "lift", [])["lift"]
-    mean, se = mean_se(lifts)
+    mean, se = stats.mean_se(lifts)
     n = len(lifts)
-    resolved = verdicts.above_zero(mean, se, n)
+    resolved = stats.above_zero(mean, se, n)
     reason = None
     if resolved is None:
         reason = "fewer than 2 seeds: no standard error"
@@ -121,23 +111,23 @@ def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
 
     Judged only where the positive SFT lifted the score (`lift_check`). The test: per seed, the mean over
     positive sizes of initial_slope - later_slope; it holds when the mean over seeds is above zero by a
-    one-sided t-test at the 95% level (`verdicts.above_zero`).
+    one-sided t-test at the 95% level (`stats.above_zero`).
     """
     out = []
     sub = summary[summary["reverse"] == reverse]
     for task, g in sub.groupby("task", sort=False):
         lift, no_lift = lift_check(g)
         seeds = per_seed(g, "slope_gap", ["task"])["slope_gap"]
-        mean, se = mean_se(seeds)
-        init, init_se = mean_se(per_seed(g, "initial_slope", ["task"])["initial_slope"])
-        later, later_se = mean_se(per_seed(g, "later_slope", ["task"])["later_slope"])
+        mean, se = stats.mean_se(seeds)
+        init, init_se = stats.mean_se(per_seed(g, "initial_slope", ["task"])["initial_slope"])
+        later, later_se = stats.mean_se(per_seed(g, "later_slope", ["task"])["later_slope"])
         n = len(seeds)
         out.append(verdicts.Verdict(
             claim="rebound_two_phase", chapter=chapter,
             ours=(f"{task}: {lift}; initial slope {_fmt(init, init_se)} vs later {_fmt(later, later_se)} score "
                   f"per negative example; gap {_fmt(mean, se)} ({n} seeds)"),
             paper="fast fall over the first negative examples, then a slower decline (curves only)",
-            outcome=verdicts.decide(verdicts.above_zero(mean, se, n), comparable=no_lift is None),
+            outcome=verdicts.decide(stats.above_zero(mean, se, n), comparable=no_lift is None),
             reason=no_lift or (f"lift resolved; initial slope - later slope > {verdicts.t_text(n)} over seeds; "
                                f"{verdicts.pm_text(n)}"),
         ))
@@ -150,7 +140,7 @@ def judge_positive_size(summary: pd.DataFrame, chapter: str, reverse: str = "sft
 
     Judged only where the positive SFT lifted the score (`lift_check`). Per seed, the least-squares slopes
     on log10(positive size) of the start and of the initial drop; it holds when both means over seeds are
-    above zero by a one-sided t-test at the 95% level (`verdicts.above_zero`).
+    above zero by a one-sided t-test at the 95% level (`stats.above_zero`).
     """
     out = []
     paper_text = "more positive data: higher start, faster initial drop (curves only)"
@@ -164,11 +154,11 @@ def judge_positive_size(summary: pd.DataFrame, chapter: str, reverse: str = "sft
                                         reason="needs at least 2 positive sizes"))
             continue
         lift, no_lift = lift_check(g)
-        d_mean, d_se = mean_se(drops)
-        s_mean, s_se = mean_se(starts)
+        d_mean, d_se = stats.mean_se(drops)
+        s_mean, s_se = stats.mean_se(starts)
         n = len(drops)
-        higher = verdicts.above_zero(s_mean, s_se, n)
-        faster = verdicts.above_zero(d_mean, d_se, n)
+        higher = stats.above_zero(s_mean, s_se, n)
+        faster = stats.above_zero(d_mean, d_se, n)
         out.append(verdicts.Verdict(
             claim=claim, chapter=chapter,
             ours=(f"{task} ({reverse.upper()}): {lift}; per 10x positive data, start {_fmt(s_mean, s_se)} and "
@@ -187,9 +177,9 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
 
     Per task, per seed, the mean over positive sizes of end - base (score units). Judged only where every
     task's positive SFT lifted the score (`lift_check`). A "below" task holds when end - base is below zero
-    by a one-sided t-test at the 95% level (end - base + t x se < 0, `verdicts.above_zero`); a "near"
+    by a one-sided t-test at the 95% level (end - base + t x se < 0, `stats.above_zero`); a "near"
     task holds when end - base is within the noise of zero, |end - base| <= t x se
-    (`verdicts.within_noise`), a test that a wide spread passes. The claim is reproduced when both kinds
+    (`stats.within_noise`), a test that a wide spread passes. The claim is reproduced when both kinds
     of task are present and both hold; a part that fails where its lift is resolved decides "not
     reproduced" whatever the other part shows.
     """
@@ -201,16 +191,16 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
             continue
         kinds.add(kind)
         gaps = per_seed(g, "end_minus_base", ["task"])["end_minus_base"]
-        gap, gap_se = mean_se(gaps)
+        gap, gap_se = stats.mean_se(gaps)
         n = len(gaps)
         lift, no_lift = lift_check(g)
         if no_lift:
             no_lifts.append(task)
         if kind == "below":
-            holds = verdicts.above_zero(-gap, gap_se, n)
+            holds = stats.above_zero(-gap, gap_se, n)
             parts.append(f"{task}: {lift}; end - base {_fmt(gap, gap_se)} (expected < 0)")
         else:
-            holds = verdicts.within_noise(gap, gap_se, n)
+            holds = stats.within_noise(gap, gap_se, n)
             parts.append(f"{task}: {lift}; end - base {_fmt(gap, gap_se)} (expected within noise of 0)")
         holds_all.append(holds)
         if holds is False and not no_lift:
@@ -272,7 +262,7 @@ def kl_summary(per: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for size, g in per.groupby("positive_size"):
         rows.append({"positive_size": int(size), "kl_to_base_nats": g["kl_to_base"].mean(),
-                     "kl_to_base_sd": _sd(g["kl_to_base"]),
+                     "kl_to_base_sd": stats.sd(g["kl_to_base"]),
                      "negative_to_epsilon": g["negative_to_epsilon"].mean(),
                      "reached": int(g["negative_to_epsilon"].notna().sum()), "seeds": len(g),
                      "negative_max": int(g["negative_max"].max()), "kl_min_nats": g["kl_min"].mean()})
@@ -317,7 +307,7 @@ def _paper_table3_text() -> str:
 def _seed_slope(per: pd.DataFrame, column: str) -> tuple[float, float, int]:
     # Mean ± se over seeds of the per-seed slope of `column` on log10(positive size), and the seed count.
     slopes = pd.Series([_log_slope(g, column) for _, g in per.groupby("seed")]).dropna()
-    mean, se = mean_se(slopes) if len(slopes) else (math.nan, math.nan)
+    mean, se = stats.mean_se(slopes) if len(slopes) else (math.nan, math.nan)
     return mean, se, len(slopes)
 
 
@@ -326,14 +316,14 @@ def judge_kl_table(per: pd.DataFrame, chapter: str, epsilon: float) -> list[verd
 
     `per` is `kl_per_seed`'s table. Per seed, the least-squares slopes on log10(positive size) of the KL
     and of the examples needed; it holds when the KL slope is above zero and the examples' slope below
-    zero, each by a one-sided t-test at the 95% level over seeds (`verdicts.above_zero`). Not comparable
+    zero, each by a one-sided t-test at the 95% level over seeds (`stats.above_zero`). Not comparable
     when some run never brought the KL below epsilon (the count is censored).
     """
     table = kl_summary(per)
     kls = ", ".join(f"{int(s)}: {k:.3f}" for s, k in zip(table["positive_size"], table["kl_to_base_nats"],
                                                             strict=True))
     kl_mean, kl_se, n = _seed_slope(per, "kl_to_base")
-    kl_rises = verdicts.above_zero(kl_mean, kl_se, n)
+    kl_rises = stats.above_zero(kl_mean, kl_se, n)
     growth = (f"KL slope per 10x positive data {_fmt(kl_mean, kl_se, 3)}, {_resolved(kl_rises)} by > "
               f"{verdicts.t_text(n)}")
     reached = table["reached"].to_numpy()
@@ -349,7 +339,7 @@ def judge_kl_table(per: pd.DataFrame, chapter: str, epsilon: float) -> list[verd
                     f"censored; {verdicts.pm_text(n)}"),
         )]
     need_mean, need_se, _ = _seed_slope(per, "negative_to_epsilon")
-    need_falls = verdicts.above_zero(-need_mean, need_se, n)
+    need_falls = stats.above_zero(-need_mean, need_se, n)
     needs = ", ".join(f"{int(s)}: {v:.0f}" for s, v in zip(table["positive_size"], table["negative_to_epsilon"],
                                                              strict=True))
     holds = None if kl_rises is None or need_falls is None else kl_rises and need_falls
@@ -380,8 +370,8 @@ def model_trend(summary: pd.DataFrame, by: str, order: list, column: str = "init
     rows = []
     for value in order:
         g = seeds[seeds[by] == value].set_index("seed")[column]
-        mean, se = mean_se(g)
-        diff_mean, diff_se = mean_se((g - first).dropna())
+        mean, se = stats.mean_se(g)
+        diff_mean, diff_se = stats.mean_se((g - first).dropna())
         rows.append({by: value, f"{column}_mean": mean, f"{column}_se": se, "vs_first_mean": diff_mean,
                      "vs_first_se": diff_se, "seeds": len(g)})
     return pd.DataFrame(rows)
@@ -395,10 +385,10 @@ def lift_by_model(lifts: pd.DataFrame, by: str, label=str) -> str | None:
 
     Returns:
         None when every model's positive SFT lift (start - base) is above zero by a one-sided t-test at the
-        95% level (`verdicts.above_zero`); else the reason the verdict is not comparable.
+        95% level (`stats.above_zero`); else the reason the verdict is not comparable.
     """
     rows = list(zip(lifts[by], lifts["lift_mean"], lifts["lift_se"], lifts["seeds"], strict=True))
-    flat = [label(v) for v, m, s, n in rows if not verdicts.above_zero(m, s, int(n))]
+    flat = [label(v) for v, m, s, n in rows if not stats.above_zero(m, s, int(n))]
     if not flat:
         return None
     n = int(lifts["seeds"].max())
@@ -422,7 +412,7 @@ def judge_increase(trend: pd.DataFrame, by: str, column: str, claim: str, chapte
                                 reason="needs at least 2 models and 2 seeds")
     monotone = bool(np.all(np.diff(means) > 0))
     pairs = int(min(trend["seeds"].iloc[0], trend["seeds"].iloc[-1]))
-    holds = monotone and bool(verdicts.above_zero(last_diff, last_se, pairs))
+    holds = monotone and bool(stats.above_zero(last_diff, last_se, pairs))
     return verdicts.Verdict(
         claim=claim, chapter=chapter,
         ours=f"{column} (score per negative example) {parts}; last - first {_fmt(last_diff, last_se)}",

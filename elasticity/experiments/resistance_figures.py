@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 
-from elasticity import plotting
-from elasticity.experiments.resistance_judge import sample_sd
+from elasticity import plotting, stats
 
 
 def plot_cells(result: dict, metric: str = "final_loss_nats"):
@@ -24,7 +23,7 @@ def plot_cells(result: dict, metric: str = "final_loss_nats"):
     rng = np.random.default_rng(0)
     for i, (_, group) in enumerate(groups):
         values = group["difference"].to_numpy()
-        mean, sd = values.mean(), sample_sd(values)
+        mean, sd = values.mean(), stats.sd(values)
         ax.errorbar(i, mean, yerr=0 if math.isnan(sd) else sd, fmt="o", color=plotting.COLORS["base"], capsize=4,
                     label="mean ± SD over seeds" if i == 0 else None)
         ax.scatter(i + 0.15 + rng.uniform(-0.04, 0.04, len(values)), values, s=12,

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pandas as pd
 
-from elasticity import paper, verdicts
+from elasticity import paper, stats, verdicts
 from elasticity.experiments.resistance_units import default_pairs, pair_label
-
-
-def sample_sd(values) -> float:
-    """The sample standard deviation (ddof 1) of a sequence of numbers; NaN for fewer than 2."""
-    return float(np.std(np.asarray(values, dtype=float), ddof=1)) if len(values) > 1 else math.nan
 
 # ---------------------------------------------------------------------------------------------------------
 # Summaries, verdicts and the paper's layout.
@@ -35,7 +27,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
     `difference_mean` is the mean over seeds of forward - inverse (same seed, so paired); the paper's
     ordering holds "beyond the seed spread" when that mean is of the predicted sign by the book's one-sided
-    t-test (`verdicts.above_zero`: |mean| > t_critical(n) x SD / sqrt(n)), the rule of every chapter. With
+    t-test (`stats.above_zero`: |mean| > t_critical(n) x SD / sqrt(n)), the rule of every chapter. With
     one seed there is no standard error and no cell passes or fails.
     """
     rows = []
@@ -46,16 +38,15 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             fwd, inv = wide[(metric, "forward")], wide[(metric, "inverse")]
             diff = (fwd - inv).to_numpy()
             n = len(diff)
-            sd = float(np.std(diff, ddof=1)) if n > 1 else float("nan")
-            mean = float(np.mean(diff))
-            se = sd / math.sqrt(n) if n > 1 else float("nan")
+            sd = stats.sd(diff)
+            mean, se = stats.mean_se(diff)
             rows.append({
                 **dict(zip(keys, key, strict=True)), "metric": metric, "prediction": prediction,
-                "forward_mean": float(fwd.mean()), "forward_sd": sample_sd(fwd),
-                "inverse_mean": float(inv.mean()), "inverse_sd": sample_sd(inv),
+                "forward_mean": float(fwd.mean()), "forward_sd": stats.sd(fwd),
+                "inverse_mean": float(inv.mean()), "inverse_sd": stats.sd(inv),
                 "difference_mean": mean, "difference_sd": sd, "num_seeds": n,
-                "holds_beyond_spread": verdicts.above_zero(mean, se, n) is True,
-                "fails_beyond_spread": verdicts.above_zero(-mean, se, n) is True,
+                "holds_beyond_spread": stats.above_zero(mean, se, n) is True,
+                "fails_beyond_spread": stats.above_zero(-mean, se, n) is True,
             })
     return pd.DataFrame(rows)
 
