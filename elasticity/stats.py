@@ -67,6 +67,12 @@ def within_noise(mean: float, se: float, n: int, level: float = 0.95) -> bool | 
     return None if up is None else not (up or above_zero(-mean, se, n, level))
 
 
+def log_slope(x, y) -> float:
+    """Least-squares slope of y on log10(x): the change of y per 10x of x. NaN with fewer than 2 distinct x."""
+    x = np.log10(np.asarray(x, dtype=float))
+    return float(np.polyfit(x, np.asarray(y, dtype=float), 1)[0]) if len(set(x)) > 1 else math.nan
+
+
 def slope_through_origin(x, y) -> tuple[float, float]:
     """OLS slope of y = b x (no intercept) and its standard error (NaN with fewer than two points)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)

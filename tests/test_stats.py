@@ -41,6 +41,11 @@ def test_within_noise():
     assert stats.within_noise(0.0, float("nan"), 3) is None and stats.within_noise(0.0, 0.1, 1) is None
 
 
+def test_log_slope_is_the_change_per_tenfold():
+    assert stats.log_slope([10, 100, 1000], [1.0, 3.0, 5.0]) == pytest.approx(2.0)
+    assert math.isnan(stats.log_slope([50, 50], [1.0, 2.0]))  # one distinct x: no slope
+
+
 def test_slope_through_origin_recovers_a_line():
     x = np.array([0.1, 0.2, 0.5])
     b, se = stats.slope_through_origin(x, 2 * x)

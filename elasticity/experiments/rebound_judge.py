@@ -68,9 +68,8 @@ def _resolved(value: bool | None) -> str:
 
 
 def _log_slope(g: pd.DataFrame, column: str) -> float:
-    # Least-squares slope of `column` on log10(positive_size): change per 10x positive data.
-    x = np.log10(g["positive_size"].to_numpy(float))
-    return float(np.polyfit(x, g[column].to_numpy(float), 1)[0]) if len(set(x)) > 1 else math.nan
+    # Change of `column` per 10x positive data.
+    return stats.log_slope(g["positive_size"], g[column])
 
 
 def size_trend(summary: pd.DataFrame, column: str) -> pd.DataFrame:
