@@ -11,7 +11,6 @@ Usage: python benchmarks/book.py [--keep DIR] [--no-write | --output PATH]
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -21,11 +20,12 @@ import time
 from pathlib import Path
 
 import psutil
+import record
 
 from elasticity.machine import describe as describe_machine
 
 TARGETS = {"clean_s": 1800.0, "warm_s": 30.0, "peak_rss_gb": 4.0}
-LATEST = Path(__file__).resolve().parent / "latest" / "book.json"
+LATEST = record.latest("book")
 
 
 def page_seconds(output: Path) -> dict[str, float]:
@@ -71,8 +71,7 @@ def measured_build(output: Path, env: dict, log: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", help="build into this directory instead of a temporary one")
-    parser.add_argument("--output", type=Path, default=LATEST, help=f"JSON file to write (default {LATEST})")
-    parser.add_argument("--no-write", dest="output", action="store_const", const=None, help="print only")
+    record.add_output_options(parser, LATEST)
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="elasticity-book-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -93,10 +92,7 @@ def main() -> None:
                           "peak RSS <= 4 GB": bool(peak <= TARGETS["peak_rss_gb"])},
         "machine": describe_machine(), "load_average_1m": round(os.getloadavg()[0], 2),
     }
-    print(json.dumps(result))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=1) + "\n")
+    record.emit(result, args.output)
 
 
 if __name__ == "__main__":

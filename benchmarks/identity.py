@@ -11,7 +11,6 @@ Usage: python benchmarks/identity.py [--keep DIR] [--no-write | --output PATH]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -19,10 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import record
+
 from elasticity import numerics
 from elasticity.machine import describe as describe_machine
 
-LATEST = Path(__file__).resolve().parent / "latest" / "identity.json"
+LATEST = record.latest("identity")
 UNIT_KINDS = ("rebound-base", "rebound-unit")
 # name -> environment added to the baseline's; "native" opts out of pinning and is expected to differ.
 CANDIDATES = {
@@ -62,8 +63,7 @@ def run(work: Path, name: str, extra: dict[str, str]) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", help="run in this directory instead of a temporary one")
-    parser.add_argument("--output", type=Path, default=LATEST, help=f"JSON file to write (default {LATEST})")
-    parser.add_argument("--no-write", dest="output", action="store_const", const=None, help="print only")
+    record.add_output_options(parser, LATEST)
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="elasticity-identity-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -77,10 +77,7 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - start, 1), "logs": str(work),
         "pinned": dict(numerics.PINNED), "machine": describe_machine(),
     }
-    print(json.dumps(result))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=1) + "\n")
+    record.emit(result, args.output)
 
 
 if __name__ == "__main__":

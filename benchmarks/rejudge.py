@@ -15,7 +15,6 @@ Usage: python benchmarks/rejudge.py --warm DIR [--no-write | --output PATH]
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -25,11 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import record
+
 from elasticity import paths
 from elasticity.machine import describe as describe_machine
 
 TARGET_S = 180.0
-LATEST = Path(__file__).resolve().parent / "latest" / "rejudge.json"
+LATEST = record.latest("rejudge")
 JUDGING = ("verdicts.py", "paper.py", "plotting.py")
 _COUNTS = re.compile(r"^(\S+): (\d+) training units: (\d+) present, (\d+) stale(?: \((.*)\))?, (\d+) missing")
 
@@ -86,8 +87,7 @@ def cli(copy: Path, env: dict, *argv: str) -> subprocess.CompletedProcess:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warm", type=Path, required=True, help="a directory kept by benchmarks/book.py --keep")
-    parser.add_argument("--output", type=Path, default=LATEST, help=f"JSON file to write (default {LATEST})")
-    parser.add_argument("--no-write", dest="output", action="store_const", const=None, help="print only")
+    record.add_output_options(parser, LATEST)
     args = parser.parse_args()
     cache, built = args.warm / "cache", args.warm / "_build"
     if not (cache / "results").is_dir() or not built.is_dir():
@@ -134,10 +134,7 @@ def main() -> None:
     }
     if build.returncode:
         result["build"]["log_tail"] = (build.stdout + build.stderr)[-2000:]
-    print(json.dumps(result))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=1) + "\n")
+    record.emit(result, args.output)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,11 @@ EXAMPLES = [
 
 
 def load_script(relative_path: str, name: str):
-    """Import a script of the repository (benchmarks/, scripts/) as module `name`."""
+    """Import a script of the repository (benchmarks/, scripts/) as module `name`, with its folder importable as
+    `python <folder>/<script>.py` makes it (benchmarks share `benchmarks/record.py`)."""
+    folder = str((ROOT / relative_path).parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(name, ROOT / relative_path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up there

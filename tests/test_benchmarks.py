@@ -315,3 +315,19 @@ def test_rejudge_reads_the_status_lines_and_edits_only_judging_modules(tmp_path)
     (tmp_path / "results" / "kind" / "abc-def").mkdir()
     (tmp_path / "results" / "kind" / ".abc-def.lock").touch()
     assert rejudge.entries(tmp_path) == {"kind": 1}
+
+
+def test_record_options_and_emit(tmp_path, capsys):
+    import argparse
+
+    record = load_script("benchmarks/record.py", "bench_record")
+    assert record.latest("book") == ROOT / "benchmarks" / "latest" / "book.json"
+    parser = argparse.ArgumentParser()
+    record.add_output_options(parser, tmp_path / "default.json")
+    assert parser.parse_args([]).output == tmp_path / "default.json"
+    assert parser.parse_args(["--no-write"]).output is None
+    target = tmp_path / "deep" / "out.json"
+    record.emit({"a": 1}, target)
+    assert capsys.readouterr().out == '{"a": 1}\n' and json.loads(target.read_text()) == {"a": 1}
+    record.emit({"b": 2}, None)
+    assert capsys.readouterr().out == '{"b": 2}\n'
