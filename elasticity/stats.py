@@ -57,7 +57,30 @@ def above_zero(mean: float, se: float, n: int, level: float = 0.95) -> bool | No
     None when there is no standard error (fewer than 2 values, or a NaN)."""
     if n < 2 or not math.isfinite(se) or not math.isfinite(mean):
         return None
-    return bool(mean - t_critical(n, level) * se > 0)
+    return resolved_sign(mean, se, t_critical(n, level)) > 0
+
+
+def resolved_sign(mean: float, se: float, t: float) -> int:
+    """+1 if mean > t se, -1 if mean < -t se, 0 otherwise (also when se or t is not finite: unresolved): the
+    sign test of `above_zero` with the critical value given."""
+    if not (math.isfinite(mean) and math.isfinite(se) and math.isfinite(t)):
+        return 0
+    return 1 if mean > t * se else (-1 if mean < -t * se else 0)
+
+
+
+def ratio_interval(a: float, se_a: float, p: float, se_p: float, t: float) -> tuple[float, float]:
+    """Bounds of |a / p| when a and p each lie within t standard errors of their estimates.
+
+    [0, inf] when a standard error or t is not finite; the upper bound is inf when p may be 0.
+    """
+    if not all(math.isfinite(v) for v in (se_a, se_p, t)):
+        return 0.0, math.inf
+    a_lo, a_hi = max(abs(a) - t * se_a, 0.0), abs(a) + t * se_a
+    p_lo, p_hi = max(abs(p) - t * se_p, 0.0), abs(p) + t * se_p
+    lo = a_lo / p_hi if p_hi > 0 else math.inf
+    hi = a_hi / p_lo if p_lo > 0 else math.inf
+    return lo, hi
 
 
 def within_noise(mean: float, se: float, n: int, level: float = 0.95) -> bool | None:

@@ -122,9 +122,9 @@ def test_unresolved_changes_are_not_comparable():
 
 
 def test_ratio_interval_and_sign_test():
-    assert measured_judge.ratio_interval(1.0, 0.1, -0.1, 0.01, t=2.0) == pytest.approx((0.8 / 0.12, 1.2 / 0.08))
-    assert measured_judge.ratio_interval(1.0, 0.1, -0.1, 0.1, t=2.0)[1] == math.inf
-    assert measured_judge.ratio_interval(1.0, math.nan, -0.1, 0.01, t=2.0) == (0.0, math.inf)
+    assert stats.ratio_interval(1.0, 0.1, -0.1, 0.01, t=2.0) == pytest.approx((0.8 / 0.12, 1.2 / 0.08))
+    assert stats.ratio_interval(1.0, 0.1, -0.1, 0.1, t=2.0)[1] == math.inf
+    assert stats.ratio_interval(1.0, math.nan, -0.1, 0.01, t=2.0) == (0.0, math.inf)
     assert measured_judge.sign_test(1.0, 0.1, -0.1, 0.01, t=2.0) is True
     assert measured_judge.sign_test(-1.0, 0.1, -0.1, 0.01, t=2.0) is False
     assert measured_judge.sign_test(1.0, 0.1, -0.1, 0.1, t=2.0) is None

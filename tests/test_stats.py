@@ -41,6 +41,13 @@ def test_within_noise():
     assert stats.within_noise(0.0, float("nan"), 3) is None and stats.within_noise(0.0, 0.1, 1) is None
 
 
+def test_resolved_sign_is_the_sign_test_with_its_threshold_given():
+    assert stats.resolved_sign(3.0, 1.0, 2.92) == 1 and stats.resolved_sign(-3.0, 1.0, 2.92) == -1
+    assert stats.resolved_sign(2.9, 1.0, 2.92) == 0 and stats.resolved_sign(3.0, math.nan, 2.92) == 0
+    for mean in (-3.0, -1.0, 0.0, 2.9, 3.0):  # above_zero is the same test at t_critical(n)
+        assert stats.above_zero(mean, 1.0, 3) == (stats.resolved_sign(mean, 1.0, stats.t_critical(3)) > 0)
+
+
 def test_log_slope_is_the_change_per_tenfold():
     assert stats.log_slope([10, 100, 1000], [1.0, 3.0, 5.0]) == pytest.approx(2.0)
     assert math.isnan(stats.log_slope([50, 50], [1.0, 2.0]))  # one distinct x: no slope

@@ -32,36 +32,15 @@ def derivatives(rates: pd.DataFrame, fit_l_max: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def resolved_sign(mean: float, se: float, t: float) -> int:
-    """+1 if mean > t se, -1 if mean < -t se, 0 otherwise (also when se or t is not finite: unresolved)."""
-    if not (math.isfinite(mean) and math.isfinite(se) and math.isfinite(t)):
-        return 0
-    return 1 if mean > t * se else (-1 if mean < -t * se else 0)
-
-
 def direction(mean: float, se: float, t: float) -> str:
-    """A change in words from `resolved_sign`: "rises", "falls" or "no resolved change"."""
-    return {1: "rises", -1: "falls", 0: "no resolved change"}[resolved_sign(mean, se, t)]
-
-
-def ratio_interval(a: float, se_a: float, p: float, se_p: float, t: float) -> tuple[float, float]:
-    """Bounds of |a / p| when a and p each lie within t standard errors of their estimates.
-
-    [0, inf] when a standard error or t is not finite; the upper bound is inf when p may be 0.
-    """
-    if not all(math.isfinite(v) for v in (se_a, se_p, t)):
-        return 0.0, math.inf
-    a_lo, a_hi = max(abs(a) - t * se_a, 0.0), abs(a) + t * se_a
-    p_lo, p_hi = max(abs(p) - t * se_p, 0.0), abs(p) + t * se_p
-    lo = a_lo / p_hi if p_hi > 0 else math.inf
-    hi = a_hi / p_lo if p_lo > 0 else math.inf
-    return lo, hi
+    """A change in words from `stats.resolved_sign`: "rises", "falls" or "no resolved change"."""
+    return {1: "rises", -1: "falls", 0: "no resolved change"}[stats.resolved_sign(mean, se, t)]
 
 
 def sign_test(a: float, se_a: float, p: float, se_p: float, t: float) -> bool | None:
     """The theorem's signs (d gamma_a/dl > 0, d gamma_p/dl < 0): True if both hold beyond t standard
     errors, False if either is wrong beyond t standard errors, None if a sign is not resolved."""
-    sign_a, sign_p = resolved_sign(a, se_a, t), resolved_sign(p, se_p, t)
+    sign_a, sign_p = stats.resolved_sign(a, se_a, t), stats.resolved_sign(p, se_p, t)
     if sign_a < 0 or sign_p > 0:
         return False
     if sign_a > 0 and sign_p < 0:
@@ -72,11 +51,11 @@ def sign_test(a: float, se_a: float, p: float, se_p: float, t: float) -> bool | 
 def theta_k_test(a: float, se_a: float, p: float, se_p: float, k: float, factor: float, t: float) -> bool | None:
     """Theorem 4.2 at one k, with Theta(k) read as "|ratio| within `factor` of k" (our reading).
 
-    False when a sign is wrong beyond t standard errors or the ratio interval (`ratio_interval`) misses
+    False when a sign is wrong beyond t standard errors or the ratio interval (`stats.ratio_interval`) misses
     [k/factor, k factor]; True when both signs are resolved and the interval meets that band; None otherwise.
     """
     signs = sign_test(a, se_a, p, se_p, t)
-    lo, hi = ratio_interval(a, se_a, p, se_p, t)
+    lo, hi = stats.ratio_interval(a, se_a, p, se_p, t)
     if signs is False or hi < k / factor or lo > k * factor:
         return False
     if signs is True:
@@ -106,7 +85,7 @@ def ratios(derivs: pd.DataFrame, factor: float) -> pd.DataFrame:
         a = group[group.dataset == "D_a"].iloc[0]
         p = group[group.dataset == "D_p"].iloc[0]
         t = t_multiplier(int(a.num_seeds), int(a.num_l))
-        lo, hi = ratio_interval(a.dgamma_dl_bits, a.se_bits, p.dgamma_dl_bits, p.se_bits, t)
+        lo, hi = stats.ratio_interval(a.dgamma_dl_bits, a.se_bits, p.dgamma_dl_bits, p.se_bits, t)
         ratio = a.dgamma_dl_bits / p.dgamma_dl_bits if p.dgamma_dl_bits != 0 else math.nan
         rows.append({
             "k": k, "dgamma_a_dl_bits": a.dgamma_dl_bits, "se_a_bits": a.se_bits,
