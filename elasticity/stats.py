@@ -68,7 +68,6 @@ def resolved_sign(mean: float, se: float, t: float) -> int:
     return 1 if mean > t * se else (-1 if mean < -t * se else 0)
 
 
-
 def ratio_interval(a: float, se_a: float, p: float, se_p: float, t: float) -> tuple[float, float]:
     """Bounds of |a / p| when a and p each lie within t standard errors of their estimates.
 

@@ -63,12 +63,7 @@ def pretraining_table(family: str, sizes) -> pd.DataFrame:
 
 def units(cfg: Config) -> list:
     """The base and curve units of every size and seed (shared with the rebound chapter where they coincide)."""
-    found: list = []
-    for size in cfg.model_sizes:
-        for seed in cfg.seeds:
-            found.append(rebound_units.base_unit(cfg, cfg.task, size, None, seed))
-            found += [rebound_units.unit(cfg, cfg.task, size, None, n, seed) for n in cfg.positive_sizes]
-    return found
+    return rebound.sweep_units(cfg, cfg.task, [(size, None) for size in cfg.model_sizes])
 
 
 def cached_units(cfg: Config) -> list[results.Unit]:

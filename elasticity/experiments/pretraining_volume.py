@@ -102,12 +102,7 @@ def _tokens(budget) -> str:
 
 def units(cfg: Config) -> list:
     """The base and curve units of every token budget and seed."""
-    found: list = []
-    for budget in cfg.token_budgets:
-        for seed in cfg.seeds:
-            found.append(rebound_units.base_unit(cfg, cfg.task, cfg.size, budget, seed))
-            found += [rebound_units.unit(cfg, cfg.task, cfg.size, budget, n, seed) for n in cfg.positive_sizes]
-    return found
+    return rebound.sweep_units(cfg, cfg.task, [(cfg.size, budget) for budget in cfg.token_budgets])
 
 
 def cached_units(cfg: Config) -> list[results.Unit]:

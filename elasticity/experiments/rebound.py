@@ -113,13 +113,25 @@ def config(**overrides) -> Config:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def sweep_units(p: Protocol, task: str, models: list[tuple[str | None, int | None]]) -> list:
+    """For each model (size, token budget) and seed: the base unit, then an SFT curve unit per positive size.
+
+    The units of the rebound chapter (one model, per task), of the model-size chapter (one model per size) and
+    of the pre-training-volume chapter (one model per budget), in the order the chapters show them.
+    """
+    found: list = []
+    for size, budget in models:
+        for seed in p.seeds:
+            found.append(rebound_units.base_unit(p, task, size, budget, seed))
+            found += [rebound_units.unit(p, task, size, budget, n, seed) for n in p.positive_sizes]
+    return found
+
+
 def units(cfg: Config) -> list:
     """The base and curve units of the experiment, in the order the chapter shows them."""
     found: list = []
     for task in cfg.tasks:
-        for seed in cfg.seeds:
-            found.append(rebound_units.base_unit(cfg, task, cfg.size, None, seed))
-            found += [rebound_units.unit(cfg, task, cfg.size, None, n, seed) for n in cfg.positive_sizes]
+        found += sweep_units(cfg, task, [(cfg.size, None)])
     if cfg.dpo_task is not None:
         if cfg.dpo_task not in cfg.tasks:
             found += [rebound_units.base_unit(cfg, cfg.dpo_task, cfg.size, None, s) for s in cfg.seeds]
