@@ -26,7 +26,7 @@ from pathlib import Path
 
 import record
 
-from elasticity import paths
+from elasticity import book, paths, status
 from elasticity.machine import describe as describe_machine
 
 TARGET_S = 180.0
@@ -101,16 +101,17 @@ def main() -> None:
                    PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
         edited = append_comment(judging_files(copy / "elasticity"), "an edit of the judging (benchmarks/rejudge.py)")
         before = entries(cache)
-        status = cli(copy, env, "status")
+        before_build = cli(copy, env, "status")
         start = time.perf_counter()
         build = cli(copy, env, "book", "--path-output", str(output))
         wall = time.perf_counter() - start
         added = {kind: n - before.get(kind, 0) for kind, n in entries(cache).items() if n != before.get(kind, 0)}
         append_comment([copy / "elasticity" / "finetune.py"], "an edit of the training (benchmarks/rejudge.py)")
         after_training_edit = cli(copy, env, "status")
-    judged = parse_status(status.stdout)
-    training_kinds = {"rebound-base", "rebound-unit", "resistance-sft", "resistance-samples", "resistance-align",
-                      "measured-pretrain", "measured-unit", "tiny-pretrain", "tiny-tokenizer"}
+    judged = parse_status(before_build.stdout)
+    # The cache kinds of every chapter's training units (`elasticity status`), and the tiny family's pre-training.
+    training_kinds = {u.name for chapter in book.chapters() for u in status.chapter_units(chapter)}
+    training_kinds |= {"tiny-pretrain", "tiny-tokenizer"}
     retrained = {kind: n for kind, n in added.items() if kind in training_kinds}
     stale_after_training_edit = parse_status(after_training_edit.stdout)
     result = {
