@@ -169,13 +169,19 @@ class Effect:
 
     def text(self, digits: int = 3) -> str:
         """The effect as a verdict shows it: mean, 95% interval, seeds and detectable effect."""
-        def g(x: float) -> str:
-            return f"{x:.{digits}g}"
+        return effect_text(self.mean, self.low, self.high, self.n, self.detectable, digits)
 
-        if self.n < 2 or not math.isfinite(self.low):
-            return f"{g(self.mean)} ({self.n} seed{'s' if self.n != 1 else ''}, no interval)"
-        return (f"{g(self.mean)} (95% CI {g(self.low)} to {g(self.high)}; {self.n} seeds; detectable "
-                f"{g(self.detectable)})")
+
+def effect_text(mean: float, low: float, high: float, n: int, detectable: float, digits: int = 3) -> str:
+    """"0.0053 (95% CI 0.0006 to 0.01; 3 seeds; detectable 0.0071)"; an exact value (n = 0) says so."""
+    def g(x: float) -> str:
+        return f"{x:.{digits}g}"
+
+    if n == 0 and math.isfinite(low):
+        return f"{g(mean)} (exact; no seeds)"
+    if not math.isfinite(low):
+        return f"{g(mean)} ({n} seed{'s' if n != 1 else ''}; no interval)"
+    return f"{g(mean)} (95% CI {g(low)} to {g(high)}; {n} seeds; detectable {g(detectable)})"
 
 
 def _interval(values: np.ndarray, level: float) -> tuple[float, float, float, float]:
@@ -241,6 +247,16 @@ def equivalence(values, margin: float, *, level: float = LEVEL, power: float = P
                       f"the {level:.0%} interval {low:.3g} to {high:.3g} lies outside +-{margin:.3g}")
     return Effect(mean, low, high, len(values), detectable, INCONCLUSIVE,
                   f"{inner} is not within +-{margin:.3g}, nor the {level:.0%} interval outside it")
+
+
+def exact(value: float, what: str) -> Effect:
+    """The verdict rule for a quantity computed exactly (no seeds, no sampling noise), in the paper's direction:
+    reproduced when above zero, contradicted when not; `what` names it in the reason."""
+    if not math.isfinite(value):
+        return Effect(value, math.nan, math.nan, 0, math.nan, NOT_TESTABLE, f"{what} is {value}: not a number")
+    if value > 0:
+        return Effect(value, value, value, 0, 0.0, REPRODUCED, f"{what} = {value:.3g}, above zero (exact)")
+    return Effect(value, value, value, 0, 0.0, CONTRADICTED, f"{what} = {value:.3g}, not above zero (exact)")
 
 
 def fraction_below(small, large, fraction: float, *, level: float = LEVEL, power: float = POWER) -> Effect:

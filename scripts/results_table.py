@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 
-from elasticity import config, paths
+from elasticity import config, paths, stats
 from elasticity.experiments import registry
 
 START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
@@ -23,15 +23,34 @@ def markdown_table() -> str:
     frame = registry.collect_verdicts()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=paths.project_root()).stdout.strip()
-    lines = [f"Computed at commit `{commit}`, scale `{config.scale()}`, family `tiny` (CPU).", "",
-             "| claim (paper source) | ours | paper | verdict |", "|---|---|---|---|"]
+    lines = [f"Computed at commit `{commit}`, scale `{config.scale()}`, family `tiny` (CPU). Each row is one effect "
+             "per seed in the paper's direction (positive: as the paper says), with its 95% interval and the "
+             "smallest effect the design detects with 80% power.", "",
+             "| claim (paper source) | part | effect (paper's direction) | effect | 95% interval | seeds | "
+             "detectable | paper | outcome |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
     def cell(text) -> str:
         missing = text is None or text == "" or (isinstance(text, float) and math.isnan(text))
         return "-" if missing else str(text).replace("|", "\\|")  # a bare | would end the cell
 
+    def number(x) -> str:
+        return "-" if x is None or not math.isfinite(x) else f"{x:.3g}"
+
     for row in frame.to_dict("records"):
-        outcome = row["outcome"] if row["status"] == registry.STATUS_COMPUTED else row["status"]
-        lines.append(f"| {row['claim']} ({row['source']}) | {cell(row['ours'])} | {cell(row['paper'])} | {outcome} |")
+        computed = row["status"] == registry.STATUS_COMPUTED
+        outcome = row["outcome"] if computed else row["status"]
+        if computed and outcome == stats.NOT_TESTABLE:
+            outcome += f": {row['reason'].removeprefix('precondition failed: ')}"
+        interval, seeds = "-", "-"
+        if computed:
+            exact = int(row["seeds"]) == 0 and math.isfinite(row["low"])
+            seeds = "exact" if exact else str(int(row["seeds"]))
+            if math.isfinite(row["low"]) and not exact:
+                interval = f"{row['low']:.3g} to {row['high']:.3g}"
+        lines.append(f"| {row['claim']} ({row['source']}) | {cell(row['task'])} | {cell(row['measure'])} | "
+                     f"{number(row['effect']) if computed else '-'} | {interval} | {seeds} | "
+                     f"{number(row['detectable']) if computed else '-'} | {cell(row['paper'])} | {outcome} |")
     return "\n".join(lines)
 
 

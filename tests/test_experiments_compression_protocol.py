@@ -29,9 +29,10 @@ def test_judge_reproduces_only_within_the_tolerance_at_every_depth():
              "bytes": _table([50.0], [50.0 * (1 - tol / 2)])}
     (verdict,) = compression_protocol.judge(close)
     assert verdict.claim == "theorem_3_4" and verdict.outcome == "reproduced"
+    assert verdict.seeds == 0 and 0 < verdict.effect == verdict.low == verdict.high < tol / 2
     one_far = {**close, "bytes": _table([50.0, 80.0], [50.0, 100.0])}  # 20% off at bytes, d = 2
     (verdict,) = compression_protocol.judge(one_far)
-    assert verdict.outcome == "not reproduced"
+    assert verdict.outcome == "contradicted" and verdict.effect == pytest.approx(tol - 0.2)
     assert "worst 20.0% (bytes, d = 2) over 4 settings" in verdict.ours
 
 

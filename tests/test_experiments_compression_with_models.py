@@ -29,6 +29,14 @@ def test_chapter_tables_with_a_test_model(monkeypatch):
     row = coding.iloc[0]
     assert row.round_trip and row.code_bits <= row.nll_bits * 1.001 + 64
     assert row.nll_bits == pytest.approx(row.batched_nll_bits, rel=1e-4)
+    (verdict,) = compression_with_models.judge(coding, "tiny")
+    assert verdict.claim == "log_loss_is_code_length" and verdict.outcome == "reproduced" and verdict.seeds == 0
+    assert verdict.effect == pytest.approx(row.nll_bits * 1.001 + 64 - row.code_bits)
+    broken = coding.assign(round_trip=[False, None, None, None])
+    (verdict,) = compression_with_models.judge(broken, "tiny")
+    assert verdict.outcome == "not testable here" and "1 of 1 decompressed files did not decode" in verdict.reason
+    long = coding.assign(code_bits=coding.nll_bits * 1.01 + 64)
+    assert compression_with_models.judge(long, "tiny")[0].outcome == "contradicted"
     rates = compression_with_models.rate_table(cfg)
     assert list(rates.data) == ["positive", "negative", "pre-training"]
     # the normalizations shift every part by the same constant

@@ -8,8 +8,6 @@ from elasticity import models, stats
 from elasticity.config import UserError
 from elasticity.experiments import pretraining_volume
 
-OUTCOMES = {"reproduced", "not reproduced", "not comparable"}
-
 
 @pytest.mark.parametrize("overrides, match", [
     ({"family": "gpt-17"}, "unknown family"),
@@ -36,23 +34,43 @@ def test_default_budgets_span_ten_times_with_three_seeds():
     assert len(cfg.seeds) >= 3
 
 
-@pytest.mark.parametrize("small, large, seeds, outcome", [
-    (0.01, 0.2, 3, "reproduced"),  # the smallest budget barely moves; the largest moves, beyond the noise
-    (0.15, 0.2, 3, "not reproduced"),  # both move
-    (0.001, 0.02, 3, "not reproduced"),  # ratio small, but the drop at the largest is within 2.92 se of zero
-    (0.001, 0.02, 30, "reproduced"),  # ... which is beyond 1.70 se with 30 seeds
-    (0.1, -0.05, 3, "not reproduced"),  # no drop at the largest budget: the effect never appears
-    (0.01, 0.2, 1, "not comparable"),  # one seed: no standard error
+def _summary(small, large, spread=0.01, seeds=3):
+    """Initial drops per seed at two budgets, spread around the given means (seed-paired)."""
+    offsets = np.linspace(-spread, spread, seeds) if seeds > 1 else np.zeros(1)
+    rows = [{"reverse": "sft", "budget_tokens": budget, "seed": seed, "positive_size": 100,
+             "initial_drop": mean + offsets[seed] * (1 if budget == 1000 else -1)}
+            for budget, mean in ((1000, small), (100000, large)) for seed in range(seeds)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("small, large, spread, seeds, outcome", [
+    (0.01, 0.2, 0.01, 3, "reproduced"),  # the smallest budget barely moves; the largest moves, beyond the noise
+    (0.15, 0.2, 0.01, 3, "contradicted"),  # both move: 0.25 x 0.2 - 0.15 < 0 beyond the noise
+    (0.001, 0.02, 0.01, 3, "not testable here"),  # the drop at the largest budget: its interval holds zero
+    (0.001, 0.02, 0.004, 30, "reproduced"),  # ... which it does not with 30 seeds and less spread
+    (0.1, -0.05, 0.01, 3, "not testable here"),  # no drop at the largest budget: the effect never appears
+    (0.01, 0.2, 0.01, 1, "not testable here"),  # one seed: no interval
 ])
-def test_threshold_verdict(small, large, seeds, outcome):
-    trend = pd.DataFrame({"budget_tokens": [1000, 100000], "initial_drop_mean": [small, large],
-                          "initial_drop_se": [0.01, 0.01], "seeds": [seeds, seeds]})
-    verdict = pretraining_volume.judge_threshold(trend, pretraining_volume.PRESETS["default"])
+def test_threshold_verdict(small, large, spread, seeds, outcome):
+    cfg = pretraining_volume.PRESETS["default"]
+    summary = _summary(small, large, spread=spread, seeds=seeds)
+    budgets = cfg.token_budgets
+    summary["budget_tokens"] = summary["budget_tokens"].map({1000: budgets[0], 100000: budgets[-1]})
+    verdict = pretraining_volume.judge_threshold(summary, cfg)
     assert verdict.outcome == outcome and verdict.claim == "pretraining_threshold"
+    assert verdict.seeds == seeds
     if seeds > 1:
-        assert "± is 1 SE over" in verdict.reason
-        gated = pretraining_volume.judge_threshold(trend, pretraining_volume.PRESETS["default"], "no lift")
-        assert gated.outcome == "not comparable" and gated.reason == "no lift"
+        gated = pretraining_volume.judge_threshold(summary, cfg, "precondition failed: no lift")
+        assert gated.outcome == "not testable here" and gated.reason == "precondition failed: no lift"
+
+
+def test_threshold_has_no_ratio_to_blow_up():
+    cfg = pretraining_volume.PRESETS["default"]
+    summary = _summary(0.01, 1e-12, spread=1e-3)
+    summary["budget_tokens"] = summary["budget_tokens"].map({1000: cfg.token_budgets[0],
+                                                             100000: cfg.token_budgets[-1]})
+    verdict = pretraining_volume.judge_threshold(summary, cfg)
+    assert np.isfinite([verdict.effect, verdict.low, verdict.high]).all()
 
 
 @pytest.mark.slow
@@ -66,12 +84,5 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     assert sorted(curves["budget_tokens"].unique()) == list(cfg.token_budgets)
     assert np.isfinite(curves[["score", "kl_to_base_nats"]].to_numpy()).all()
     assert list(found["claim"]) == ["pretraining_volume", "pretraining_threshold"]
-    assert set(found["outcome"]) <= OUTCOMES
-    small, large = trend["initial_drop_mean"].iloc[0], trend["initial_drop_mean"].iloc[-1]
-    appears = stats.above_zero(large, trend["initial_drop_se"].iloc[-1], len(cfg.seeds))
-    expected = "reproduced" if appears and small / large <= cfg.threshold_fraction else "not reproduced"
-    lifted = [stats.above_zero(m, se, len(cfg.seeds))
-              for m, se in zip(trend["lift_mean"], trend["lift_se"], strict=True)]
-    if not all(lifted):  # nothing to rebound from at some budget
-        expected = "not comparable"
-    assert found["outcome"].iloc[1] == expected
+    assert set(found["outcome"]) <= set(stats.OUTCOMES)
+    assert (found["seeds"] == len(cfg.seeds)).all()

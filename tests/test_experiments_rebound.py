@@ -9,9 +9,6 @@ from elasticity import stats
 from elasticity.config import UserError
 from elasticity.experiments import rebound, rebound_judge
 
-OUTCOMES = {"reproduced", "not reproduced", "not comparable"}
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Config validation: bad input fails before any work, with one line.
 # ---------------------------------------------------------------------------------------------------------
@@ -87,20 +84,17 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     assert set(curves["reverse"]) == {"sft", "dpo"}
     # after positive SFT the model has moved away from the base
     assert (curves.loc[curves["negative_examples"] == 0, "kl_to_base_nats"] > 0).all()
-    assert set(verdict_frame["outcome"]) <= OUTCOMES
+    assert set(verdict_frame["outcome"]) <= set(stats.OUTCOMES)
     assert set(verdict_frame["claim"]) == {"rebound_two_phase", "rebound_positive_size", "rebound_below_base",
                                            "kl_table", "preference_ablation"}
-    # outcomes agree with the numbers: recompute the two-phase test from the summary
+    # outcomes agree with the numbers: recompute the two-phase effect from the summary
     summary = result["summary"]
     for task, g in summary[summary["reverse"] == "sft"].groupby("task"):
-        gaps = rebound_judge.per_seed(g, "slope_gap", ["task"])["slope_gap"]
-        mean, se = stats.mean_se(gaps)
-        row = verdict_frame[(verdict_frame["claim"] == "rebound_two_phase")
-                            & verdict_frame["ours"].str.startswith(task)].iloc[0]
-        t = {2: 6.314, 3: 2.920}[len(gaps)]  # one-sided 95% Student t, 1 and 2 degrees of freedom
-        lift, lift_se = stats.mean_se(rebound_judge.per_seed(g, "lift", ["task"])["lift"])
-        expected = "reproduced" if mean - t * se > 0 else "not reproduced"
-        assert row["outcome"] == (expected if lift - t * lift_se > 0 else "not comparable")
+        effect = stats.effect(rebound_judge.per_seed(g, "slope_gap", ["task"])["slope_gap"])
+        lift = stats.effect(rebound_judge.per_seed(g, "lift", ["task"])["lift"])
+        row = verdict_frame[(verdict_frame["claim"] == "rebound_two_phase") & (verdict_frame["task"] == task)].iloc[0]
+        assert row["effect"] == pytest.approx(effect.mean) and row["seeds"] == effect.n
+        assert row["outcome"] == (effect.outcome if lift.outcome == "reproduced" else "not testable here")
     # cached units: a second run computes nothing and gives the same numbers
     again = rebound.run(cfg)
     pd.testing.assert_frame_equal(again["curves"], curves)

@@ -47,6 +47,10 @@ def test_summarize_slopes_by_hand():
     assert s["slope_gap"] > 0
 
 
+def _by_task(found):
+    return {(v.task, v.measure.split(" on ")[0]): v.outcome for v in found}
+
+
 def test_verdicts_on_curves_with_the_papers_shape():
     c1, b1 = _synthetic("sentiment", "below")
     c2, b2 = _synthetic("safety", "near")
@@ -54,40 +58,53 @@ def test_verdicts_on_curves_with_the_papers_shape():
     summary = rebound_judge.summarize(curves, base, 20)
     found = rebound_judge.judge_two_phase(summary, "rebound") + rebound_judge.judge_positive_size(summary, "rebound")
     found += rebound_judge.judge_end_shape(summary, "rebound")
-    assert [v.outcome for v in found] == ["reproduced"] * 5
+    assert [v.outcome for v in found] == ["reproduced"] * 8
+    assert [v.task for v in found] == ["sentiment", "safety"] + ["sentiment"] * 2 + ["safety"] * 2 + [
+        "sentiment", "safety"]
+    assert all(v.family == "tiny" and v.seeds == 3 and v.low > 0 for v in found[:-1])
+    assert found[-1].measure == "end - base (score), within ±0.25 x the lift" and "lies within +-" in found[-1].reason
     table = rebound_judge.kl_table(curves, "safety", 0.01)
     assert list(table["positive_size"]) == [100, 1000]
     assert (table["kl_to_base_nats"].diff().dropna() > 0).all()
     assert list(table["negative_to_epsilon"]) == [100, 50]
     assert list(rebound_judge.kl_table_text(table)["negative_to_epsilon"]) == ["100", "50"]
-    [kl] = rebound_judge.judge_kl_table(rebound_judge.kl_per_seed(curves, "safety", 0.01), "rebound", 0.01)
-    assert kl.outcome == "reproduced"  # larger KL, yet fewer examples to return: the paper's pattern
+    per = rebound_judge.kl_per_seed(curves, "safety", 0.01)
+    per["kl_to_base"] += per["seed"].map({0: 0.001, 1: -0.002, 2: 0.0})  # the synthetic KL has no noise
+    rises, falls = rebound_judge.judge_kl_table(per, "rebound", 0.01, "tiny")
+    assert rises.outcome == "reproduced"  # larger KL ...
+    assert falls.outcome == "not testable here"  # ... fewer examples to return, identical in every seed: no spread
+    assert "no spread" in falls.reason
 
 
-def test_kl_table_needing_more_examples_after_more_data_is_not_reproduced():
+def test_kl_table_needing_more_examples_after_more_data_is_contradicted():
     curves, _ = _synthetic("safety", "near", kl_speed_grows=False)
     table = rebound_judge.kl_table(curves, "safety", 0.01)
     assert list(table["negative_to_epsilon"]) == [100, 200]
-    [kl] = rebound_judge.judge_kl_table(rebound_judge.kl_per_seed(curves, "safety", 0.01), "rebound", 0.01)
-    assert kl.outcome == "not reproduced"
+    per = rebound_judge.kl_per_seed(curves, "safety", 0.01)
+    per.loc[per["positive_size"] == 1000, "negative_to_epsilon"] += [0, 10, 25]  # grid counts that vary by seed
+    _, falls = rebound_judge.judge_kl_table(per, "rebound", 0.01, "tiny")
+    assert falls.outcome == "contradicted" and falls.high < 0
 
 
 def test_verdicts_fail_on_flat_curves_and_wrong_ends():
     c1, b1 = _synthetic("sentiment", "flat")
     c2, b2 = _synthetic("safety", "below")
     summary = rebound_judge.summarize(pd.concat([c1, c2]), pd.concat([b1, b2]), 20)
-    two_phase = {v.ours.split(":")[0]: v.outcome for v in rebound_judge.judge_two_phase(summary, "rebound")}
-    assert two_phase == {"sentiment": "not reproduced", "safety": "reproduced"}
-    [end] = rebound_judge.judge_end_shape(summary, "rebound")
-    assert end.outcome == "not reproduced"  # sentiment does not end below the base
+    two_phase = {v.task: v.outcome for v in rebound_judge.judge_two_phase(summary, "rebound")}
+    assert two_phase == {"sentiment": "inconclusive", "safety": "reproduced"}
+    ends = {v.task: v for v in rebound_judge.judge_end_shape(summary, "rebound")}
+    assert ends["sentiment"].outcome == "contradicted"  # ends above the base, not below
+    assert ends["safety"].outcome == "contradicted"  # 0.2 below the base: outside ±0.25 x the lift
+    assert "lies outside" in ends["safety"].reason
 
 
-def test_one_task_or_one_seed_is_not_comparable():
+def test_one_seed_is_not_testable():
     curves, base = _synthetic("sentiment", "below", seeds=(0,))
     summary = rebound_judge.summarize(curves, base, 20)
-    assert {v.outcome for v in rebound_judge.judge_two_phase(summary, "rebound")} == {"not comparable"}
+    [v] = rebound_judge.judge_two_phase(summary, "rebound")
+    assert v.outcome == "not testable here" and v.seeds == 1 and "lift" in v.reason
     [end] = rebound_judge.judge_end_shape(summary, "rebound")
-    assert end.outcome == "not comparable"
+    assert end.outcome == "not testable here"
 
 
 def test_kl_never_below_epsilon_is_censored():
@@ -95,17 +112,20 @@ def test_kl_never_below_epsilon_is_censored():
     table = rebound_judge.kl_table(curves, "safety", 1e-9)
     assert table["reached"].sum() == 0 and table["negative_to_epsilon"].isna().all()
     assert set(rebound_judge.kl_table_text(table)["negative_to_epsilon"]) == {f"> {NEG[-1]} (not reached)"}
-    [kl] = rebound_judge.judge_kl_table(rebound_judge.kl_per_seed(curves, "safety", 1e-9), "rebound", 1e-9)
-    assert kl.outcome == "not comparable"
-    assert "KL slope per 10x positive data" in kl.ours and ", resolved by" in kl.ours  # KL grows, no noise
+    rises, falls = rebound_judge.judge_kl_table(rebound_judge.kl_per_seed(curves, "safety", 1e-9), "rebound", 1e-9,
+                                                "tiny")
+    assert rises.measure.startswith("slope of the KL")  # judged whatever the censoring of the counts
+    assert falls.outcome == "not testable here" and "censored" in falls.reason and "in 0 of 6 runs" in falls.reason
+    assert "reached in 0 of 6 runs" in falls.ours  # counted, never a number in place of the censored count
 
 
-def test_kl_growth_inside_the_seed_spread_is_not_resolved():
+def test_kl_growth_inside_the_seed_spread_is_inconclusive():
     per = pd.DataFrame({"positive_size": [50, 500] * 3, "seed": [0, 0, 1, 1, 2, 2],
                         "kl_to_base": [0.45, 0.50, 0.50, 0.46, 0.44, 0.51], "negative_to_epsilon": float("nan"),
                         "negative_max": 100, "kl_min": 0.4})
-    [kl] = rebound_judge.judge_kl_table(per, "rebound", 0.01)
-    assert "not resolved" in kl.ours and "± is 1 SE over 3 seeds" in kl.reason
+    rises, _ = rebound_judge.judge_kl_table(per, "rebound", 0.01, "tiny")
+    assert rises.outcome == "inconclusive" and rises.low < 0 < rises.high
+    assert "the design detects" in rises.reason
 
 
 def test_partly_reached_epsilon_shows_the_seeds():
@@ -120,27 +140,17 @@ def test_no_lift_means_nothing_to_rebound_from():
     c1.loc[c1["negative_examples"] == 0, "score"] = 0.0  # the positive SFT left the score at the base level
     c2, b2 = _synthetic("safety", "near")
     summary = rebound_judge.summarize(pd.concat([c1, c2]), pd.concat([b1, b2]), 20)
-    text, reason = rebound_judge.lift_check(summary[summary["task"] == "sentiment"])
-    assert text.startswith("lift (start - base) 0.0000") and reason.startswith("nothing to rebound from")
+    lift, reason = rebound_judge.lift_check(summary[summary["task"] == "sentiment"])
+    assert lift.mean == pytest.approx(0.0) and reason.startswith("precondition failed: the positive SFT lift")
     assert rebound_judge.lift_check(summary[summary["task"] == "safety"])[1] is None
-    two_phase = {v.ours.split(":")[0]: v for v in rebound_judge.judge_two_phase(summary, "rebound")}
-    assert two_phase["sentiment"].outcome == "not comparable" and "lift" in two_phase["sentiment"].reason
+    two_phase = {v.task: v for v in rebound_judge.judge_two_phase(summary, "rebound")}
+    assert two_phase["sentiment"].outcome == "not testable here" and "lift" in two_phase["sentiment"].reason
     assert two_phase["safety"].outcome == "reproduced"
-    [end] = rebound_judge.judge_end_shape(summary, "rebound")
-    assert end.outcome == "not comparable" and "in sentiment" in end.reason
+    ends = {v.task: v.outcome for v in rebound_judge.judge_end_shape(summary, "rebound")}
+    assert ends == {"sentiment": "not testable here", "safety": "reproduced"}
 
 
-def test_a_part_that_fails_with_its_lift_resolved_decides_the_end_shape():
-    c1, b1 = _synthetic("sentiment", "near")  # lifted, but ends at the base instead of below it
-    c2, b2 = _synthetic("safety", "near")
-    c2.loc[c2["negative_examples"] == 0, "score"] = 0.0  # safety: no lift, so its part cannot be tested
-    summary = rebound_judge.summarize(pd.concat([c1, c2]), pd.concat([b1, b2]), 20)
-    [end] = rebound_judge.judge_end_shape(summary, "rebound")
-    assert end.outcome == "not reproduced"
-    assert "the sentiment part fails" in end.reason and "safety not testable" in end.reason
-
-
-def test_positive_size_needs_a_higher_start_too():
+def test_positive_size_judges_the_start_and_the_drop_apart():
     curves, base = _synthetic("sentiment", "below")
     # every positive size starts near 0.5 (well above the base): the start does not grow with positive data
     # beyond the seed spread, while the initial drop still does
@@ -148,18 +158,26 @@ def test_positive_size_needs_a_higher_start_too():
     spread = curves["seed"].map({0: 0.02, 1: -0.02, 2: 0.01}) * (curves["positive_size"] == 1000)
     curves.loc[start, "score"] = 0.5 + spread[start]
     summary = rebound_judge.summarize(curves, base, 20)
-    [v] = rebound_judge.judge_positive_size(summary, "rebound")
-    assert v.outcome == "not reproduced"
-    assert "start not resolved, initial drop resolved" in v.reason
+    start_v, drop_v = rebound_judge.judge_positive_size(summary, "rebound")
+    assert "slope of the start" in start_v.measure and start_v.outcome == "inconclusive"
+    assert "slope of the initial drop" in drop_v.measure and drop_v.outcome == "reproduced"
 
 
-def test_near_base_is_judged_against_the_noise():
-    c1, b1 = _synthetic("sentiment", "below")
+def test_one_positive_size_is_not_testable():
+    curves, base = _synthetic("sentiment", "below", positive_sizes=(100,))
+    summary = rebound_judge.summarize(curves, base, 20)
+    found = rebound_judge.judge_positive_size(summary, "rebound")
+    assert {v.outcome for v in found} == {"not testable here"} and "1 positive size" in found[0].reason
+
+
+def test_near_base_is_an_equivalence_test():
     c2, b2 = _synthetic("safety", "near")
-    c2 = c2.assign(score=c2["score"] + np.where(c2["negative_examples"] == 200, 0.05, 0.0))  # ends 0.05 above
-    summary = rebound_judge.summarize(pd.concat([c1, c2]), pd.concat([b1, b2]), 20)
-    [end] = rebound_judge.judge_end_shape(summary, "rebound")
-    assert end.outcome == "not reproduced" and "|end - base| <=" in end.reason
+    noisy = c2.assign(score=c2["score"] + np.where(c2["negative_examples"] == 200,
+                                                   c2["seed"].map({0: 0.3, 1: -0.3, 2: 0.05}), 0.0))
+    [end] = rebound_judge.judge_end_shape(rebound_judge.summarize(noisy, b2, 20), "rebound")
+    assert end.outcome == "inconclusive"  # a wide spread no longer passes as "near"
+    [end] = rebound_judge.judge_end_shape(rebound_judge.summarize(c2, b2, 20), "rebound")
+    assert end.outcome == "reproduced"
 
 
 def test_model_trend_and_increase():
@@ -172,20 +190,18 @@ def test_model_trend_and_increase():
     trend = rebound_judge.model_trend(summary, "size", ["s", "m", "l"])
     assert list(trend["size"]) == ["s", "m", "l"]
     assert trend["vs_first_mean"].iloc[0] == 0.0
-    up = rebound_judge.judge_increase(trend, "size", "initial_slope", "model_size", "model_size", "paper")
-    assert up.outcome == "reproduced"
-    lift = rebound_judge.model_trend(summary, "size", ["s", "m", "l"], "lift")
-    assert rebound_judge.lift_by_model(lift, "size") is None
-    flat = lift.assign(lift_mean=lambda f: np.where(f["size"] == "m", 0.0, f["lift_mean"]))
-    reason = rebound_judge.lift_by_model(flat, "size")
-    assert reason.startswith("nothing to rebound from at m:")
-    gated = rebound_judge.judge_increase(trend, "size", "initial_slope", "model_size", "model_size", "paper",
-                                   no_lift=reason)
-    assert gated.outcome == "not comparable" and gated.reason == reason
-    down = rebound_judge.judge_increase(trend.iloc[::-1].reset_index(drop=True).assign(
-        vs_first_mean=lambda f: -f["vs_first_mean"][::-1].to_numpy()), "size", "initial_slope",
-        "model_size", "model_size", "paper")
-    assert down.outcome == "not reproduced"
+    up = rebound_judge.judge_increase(summary, trend, "size", "initial_slope", "model_size", "model_size", "paper")
+    assert up.outcome == "reproduced" and up.measure.startswith("initial_slope at l - at s")
+    assert rebound_judge.lift_by_model(summary, "size", ["s", "m", "l"]) is None
+    flat = summary.assign(lift=lambda f: np.where(f["size"] == "m", f["lift"] * f["seed"].map({0: 1, 1: -1, 2: 0}),
+                                                  f["lift"]))
+    reason = rebound_judge.lift_by_model(flat, "size", ["s", "m", "l"])
+    assert reason.startswith("precondition failed: the positive SFT lift (start - base) is not above zero at m:")
+    gated = rebound_judge.judge_increase(flat, trend, "size", "initial_slope", "model_size", "model_size", "paper")
+    assert gated.outcome == "not testable here" and gated.reason == reason
+    down = rebound_judge.judge_increase(summary, trend.iloc[::-1].reset_index(drop=True), "size", "initial_slope",
+                                        "model_size", "model_size", "paper")
+    assert down.outcome == "contradicted"
 
 
 def test_paper_table3_text_comes_from_the_paper_module():

@@ -2,13 +2,13 @@
 
 import pytest
 
-from elasticity import config, paper, verdicts
+from elasticity import config, paper, stats, verdicts
 from elasticity.experiments import measured, registry
 
 
 def test_registry_lists_the_planned_experiments():
-    assert set(registry.PLANNED) == {"compression_protocol", "resistance", "rebound", "model_size",
-                                     "pretraining_volume", "measured"}
+    assert set(registry.PLANNED) == {"compression_protocol", "compression_with_models", "resistance", "rebound",
+                                     "model_size", "pretraining_volume", "measured"}
     assert registry.claims_of("compression_protocol") == ("theorem_3_4",)
     assert registry.EXPERIMENTS["measured"] is measured
     assert registry.chapter_of("measured") == "elasticity_measured"
@@ -33,7 +33,8 @@ def test_computed_verdicts_are_read_from_the_cache(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
     cfg = measured.config()
-    found = [verdicts.Verdict("theorem_4_2", "elasticity_measured", "ours", "theirs", "not reproduced", "why")]
+    found = [verdicts.judged("theorem_4_2", "elasticity_measured", family="tiny", task="k = 10", measure="m",
+                             effect=stats.effect([-0.3, -0.2, -0.25]), ours="ours", paper="theirs")]
     results.load_or_run(measured.NAME, cfg, lambda c: {"verdicts": verdicts.to_frame(found)}, cache=tmp_path)
     # The entry is keyed by the computing function's module: write it under measured.run's key instead.
     entry = results.entry_dir(measured.NAME, cfg, measured.run, tmp_path)
@@ -41,5 +42,7 @@ def test_computed_verdicts_are_read_from_the_cache(tmp_path, monkeypatch):
     written.rename(entry)
     table = registry.collect_verdicts(cache=tmp_path)
     row = table[table.experiment == "measured"].iloc[0]
-    assert row.outcome == "not reproduced" and row.status == registry.STATUS_COMPUTED and row.ours == "ours"
-    assert "**not reproduced**" in registry.verdicts_markdown(table, linkable=set())
+    assert row.outcome == "contradicted" and row.status == registry.STATUS_COMPUTED and row.ours == "ours"
+    assert row.seeds == 3 and row.high < 0 and row.task == "k = 10"
+    text = registry.verdicts_markdown(table, linkable=set())
+    assert "**contradicted**" in text and "| k = 10 | m | -0.25 (95% CI " in text

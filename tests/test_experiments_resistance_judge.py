@@ -42,15 +42,30 @@ def test_summarize_counts_a_cell_only_beyond_the_seed_spread():
     assert math.isclose(loss.loc[("d1", a), "difference_mean"], 0.10, abs_tol=1e-12)
     assert math.isclose(loss.loc[("d1", a), "inverse_mean"], 1.0)
 
-    verdict = {v.claim: v for v in resistance_judge.judge(cells, num_seeds=3, chapter="resistance")}
-    assert verdict["resistance"].outcome == "not reproduced"
-    assert verdict["resistance"].ours.startswith("2 of 5 cells")
-    assert "t(0.95, 2) = 2.92 standard errors" in verdict["resistance"].reason
-    all_hold = resistance_judge.summarize(_runs({("d1", "a"): [0.1, 0.12, 0.11]}))
-    assert {v.outcome for v in resistance_judge.judge(all_hold, num_seeds=3, chapter="resistance")} == {"reproduced"}
-    one_seed = resistance_judge.summarize(_runs({("d1", "a"): [0.1]}))
-    one_seed_outcomes = {v.outcome for v in resistance_judge.judge(one_seed, num_seeds=1, chapter="resistance")}
-    assert one_seed_outcomes == {"not comparable"}
+
+
+def test_judge_pools_the_cells_into_one_paired_test_per_seed():
+    runs = _runs({
+        ("d1", "a"): [0.10, 0.11, 0.09],
+        ("d1", "b"): [0.10, -0.10, 0.02],
+        ("d2", "b"): [0.10, 0.30, 0.20],
+    })
+    pooled = resistance_judge.per_seed_difference(runs, "final_loss_nats")
+    assert list(pooled.round(6)) == [0.1, 0.103333, 0.103333]  # per seed, the mean over the three cells
+    cells = resistance_judge.summarize(runs)
+    found = resistance_judge.judge(runs, cells, chapter="resistance", family="tiny")
+    assert [(v.claim, v.task.split(" ")[0]) for v in found] == [
+        ("resistance", "target-normalized"), ("resistance", "final"), ("resistance_kl", "KL")]
+    assert {v.outcome for v in found} == {"reproduced"}  # one cell inside the spread no longer sinks the claim
+    assert found[1].ours.startswith("cell by cell: 2 of 3 cells inverse < forward")
+    assert all(v.seeds == 3 and v.family == "tiny" for v in found)
+    reverse = _runs({("d1", "a"): [-0.2, -0.21, -0.19], ("d2", "a"): [-0.1, -0.12, -0.09]})
+    found = resistance_judge.judge(reverse, resistance_judge.summarize(reverse), chapter="resistance", family="tiny")
+    assert {v.outcome for v in found} == {"contradicted"}
+    one_seed = _runs({("d1", "a"): [0.1]})
+    found = resistance_judge.judge(one_seed, resistance_judge.summarize(one_seed), chapter="resistance",
+                                   family="tiny")
+    assert {v.outcome for v in found} == {"not testable here"}
 
 
 def test_layouts_follow_the_papers_table():

@@ -38,8 +38,8 @@ def test_code_fingerprint_follows_elasticity_imports():
 
     # verdicts imports paper and config: the fingerprint must change if either changes; here we only check
     # that it is deterministic and differs between modules with different sources.
-    assert results.code_fingerprint(verdicts.decide) == results.code_fingerprint(verdicts.to_frame)
-    assert results.code_fingerprint(verdicts.decide) != results.code_fingerprint(results.load_or_run)
+    assert results.code_fingerprint(verdicts.judged) == results.code_fingerprint(verdicts.to_frame)
+    assert results.code_fingerprint(verdicts.judged) != results.code_fingerprint(results.load_or_run)
 
 
 def test_code_fingerprint_sees_an_edited_module(tmp_path, monkeypatch):

@@ -96,7 +96,7 @@ def test_no_interval_is_not_testable():
     same = stats.effect([2.0, 2.0, 2.0])  # a count read off a grid, identical in every seed
     assert same.outcome == stats.NOT_TESTABLE and "no spread" in same.reason and math.isnan(same.low)
     one = stats.effect([0.4, np.nan])
-    assert one.outcome == stats.NOT_TESTABLE and one.n == 1 and one.text() == "0.4 (1 seed, no interval)"
+    assert one.outcome == stats.NOT_TESTABLE and one.n == 1 and one.text() == "0.4 (1 seed; no interval)"
     assert stats.effect([]).outcome == stats.NOT_TESTABLE
 
 
@@ -144,3 +144,10 @@ def test_loglog_slope_recovers_a_power_law():
     b, se = stats.loglog_slope(k, 5 * k**-2)
     assert b == pytest.approx(-2.0) and se == pytest.approx(0.0, abs=1e-9)
     assert math.isnan(stats.loglog_slope([1.0, 2.0], [1.0, 4.0])[1])  # two points: no standard error
+
+
+def test_exact_decides_by_sign_and_says_it_is_exact():
+    inside, outside = stats.exact(0.02, "tolerance - worst gap"), stats.exact(-0.3, "tolerance - worst gap")
+    assert inside.outcome == stats.REPRODUCED and inside.n == 0 and inside.text() == "0.02 (exact; no seeds)"
+    assert outside.outcome == stats.CONTRADICTED and "not above zero" in outside.reason
+    assert stats.exact(float("nan"), "gap").outcome == stats.NOT_TESTABLE

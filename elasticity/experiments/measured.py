@@ -73,7 +73,7 @@ def judge(rates, cfg: Config) -> dict:
         "secants": secant_table,
         "exponents": measured_judge.exponents(derivs, ratio_table),
         "hooke": measured_judge.hooke(rates, cfg.pretraining_size),
-        "verdicts": verdicts.to_frame(measured_judge.judge(ratio_table, secant_table, cfg, CHAPTER)),
+        "verdicts": verdicts.to_frame(measured_judge.judge(rates, ratio_table, secant_table, cfg, CHAPTER)),
     }
 
 

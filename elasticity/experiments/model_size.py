@@ -83,19 +83,11 @@ def run(cfg: Config) -> dict:
     rebound_units.check_data(cfg, (cfg.task,), cfg.positive_sizes)
     curves, base = rebound_units.collect(units(cfg), "model size: fine-tunes")
     summary = rebound_judge.summarize(curves, base, cfg.initial_negative)
-    trend = rebound_judge.model_trend(summary, "size", list(sizes), "initial_slope")
-    later = rebound_judge.model_trend(summary, "size", list(sizes), "later_slope")
-    lift = rebound_judge.model_trend(summary, "size", list(sizes), "lift")
-    trend = trend.merge(later[["size", "later_slope_mean", "later_slope_se"]], on="size")
-    trend = trend.merge(lift[["size", "lift_mean", "lift_se"]], on="size")
+    trend = rebound_judge.model_trends(summary, "size", list(sizes), ["initial_slope", "later_slope", "lift"])
     verdict = rebound_judge.judge_increase(
-        trend, "size", "initial_slope", "model_size", CHAPTER,
+        summary, trend, "size", "initial_slope", "model_size", CHAPTER,
         paper_text=f"faster initial decline with size ({', '.join(paper.QWEN_SIZES)}; curves only)",
-        no_lift=rebound_judge.lift_by_model(lift, "size"),
     )
-    if len(sizes) < 2:
-        verdict = verdicts.Verdict(claim="model_size", chapter=CHAPTER, ours=verdict.ours, paper=verdict.paper,
-                                   outcome="not comparable", reason=f"family {cfg.family!r} has one size only")
     return {"curves": curves, "base": base, "summary": summary, "trend": trend,
             "verdicts": verdicts.to_frame([verdict])}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,36 +62,32 @@ def config(**overrides) -> Config:
     return rebound.preset_config(PRESETS, overrides)
 
 
-def judge_threshold(trend, cfg: Config, no_lift: str | None = None) -> verdicts.Verdict:
-    """The paper's 0.1T observation: at the smallest budget the score barely moves under negative data, and
+def judge_threshold(summary, cfg: Config, no_lift: str | None = None) -> verdicts.Verdict:
+    """The paper's 0.1T observation: at the smallest budget the score barely moves under negative data, while
     the effect has appeared at the largest.
 
-    Holds when the initial drop at the largest budget is above zero by a one-sided t-test at the 95% level
-    over seeds (`stats.above_zero`) and the drop at the smallest budget is at most `threshold_fraction`
-    of it (means over seeds and positive sizes). Not comparable when `no_lift` gives a reason (the positive
-    SFT did not lift the score at some budget, `rebound_judge.lift_by_model`): a score that was never lifted
-    "barely moves" trivially.
+    Per seed, the initial drop (mean over positive sizes) at the smallest and the largest budget. The effect
+    judged: threshold_fraction x drop(largest) - |drop(smallest)| (`stats.fraction_below`, defined however
+    small the largest drop is; no ratio). "Not testable here" when the positive SFT did not lift the score at
+    some budget (`rebound_judge.lift_by_model`: a score never lifted "barely moves" trivially) or when the
+    drop at the largest budget is not above zero (no effect for the smallest budget's to be a fraction of).
     """
-    first, last = trend.iloc[0], trend.iloc[-1]
-    small, large = first["initial_drop_mean"], last["initial_drop_mean"]
-    seeds = int(last["seeds"])
-    ratio = small / large if large > 0 else math.nan
-    ours = (f"initial drop at {int(first['budget_tokens']):,} tokens {small:.4f} ± {first['initial_drop_se']:.4f}, "
-            f"at {int(last['budget_tokens']):,} tokens {large:.4f} ± {last['initial_drop_se']:.4f}; "
-            f"ratio {ratio:.2f} ({seeds} seeds)")
-    appears = stats.above_zero(large, last["initial_drop_se"], seeds)
-    holds = bool(appears and ratio <= cfg.threshold_fraction)
-    if appears is None:
-        reason = "fewer than 2 seeds: no standard error"
-    else:
-        reason = no_lift or (f"lifts resolved; threshold: initial drop at the largest budget > "
-                             f"{verdicts.t_text(seeds)}, and at the smallest budget <= {cfg.threshold_fraction:g} x "
-                             f"that; {verdicts.pm_text(seeds)}")
-    return verdicts.Verdict(
-        claim="pretraining_threshold", chapter=CHAPTER, ours=ours,
+    budgets = list(cfg.token_budgets)
+    sub = summary[summary["reverse"] == "sft"]
+    drops = sub.groupby(["budget_tokens", "seed"])["initial_drop"].mean()
+    small, large = drops.loc[budgets[0]], drops.loc[budgets[-1]]
+    small, large = small.align(large, join="inner")
+    appears = stats.effect(large)
+    precondition = no_lift or verdicts.precondition_of(f"the initial drop at {_tokens(budgets[-1])}", appears)
+    return verdicts.judged(
+        "pretraining_threshold", CHAPTER, family=cfg.family,
+        measure=(f"{cfg.threshold_fraction:g} x initial drop at {_tokens(budgets[-1])} - |initial drop at "
+                 f"{_tokens(budgets[0])}| (score, paired by seed)"),
+        effect=stats.fraction_below(small.abs(), large, cfg.threshold_fraction),
+        ours=(f"initial drop at {_tokens(budgets[0])} {stats.effect(small).text()}; at {_tokens(budgets[-1])} "
+              f"{appears.text()}"),
         paper="at 0.1T tokens the score barely changes with negative data; the effect appears by 0.5T",
-        outcome=verdicts.decide(holds, comparable=appears is not None and no_lift is None),
-        reason=reason,
+        precondition=precondition,
     )
 
 
@@ -128,19 +123,16 @@ def run(cfg: Config) -> dict:
         frame["budget_tokens"] = frame["budget_tokens"].fillna(final).astype(np.int64)
         frame["model"] = [rebound_units.model_label(cfg.family, size, int(b)) for b in frame["budget_tokens"]]
     summary = rebound_judge.summarize(curves, base, cfg.initial_negative)
-    trend = rebound_judge.model_trend(summary, "budget_tokens", list(budgets), "initial_slope")
-    drop = rebound_judge.model_trend(summary, "budget_tokens", list(budgets), "initial_drop")
-    lift = rebound_judge.model_trend(summary, "budget_tokens", list(budgets), "lift")
-    trend = trend.merge(drop[["budget_tokens", "initial_drop_mean", "initial_drop_se"]], on="budget_tokens")
-    trend = trend.merge(lift[["budget_tokens", "lift_mean", "lift_se"]], on="budget_tokens")
-    no_lift = rebound_judge.lift_by_model(lift, "budget_tokens", _tokens)
+    trend = rebound_judge.model_trends(summary, "budget_tokens", list(budgets),
+                                       ["initial_slope", "initial_drop", "lift"])
     growth = rebound_judge.judge_increase(
-        trend, "budget_tokens", "initial_slope", "pretraining_volume", CHAPTER,
+        summary, trend, "budget_tokens", "initial_slope", "pretraining_volume", CHAPTER,
         paper_text=f"more pre-training tokens, faster rebound (TinyLlama {', '.join(paper.TINYLLAMA_TOKENS)})",
-        label=_tokens, no_lift=no_lift,
+        label=_tokens,
     )
+    no_lift = rebound_judge.lift_by_model(summary, "budget_tokens", list(budgets), _tokens)
     return {"curves": curves, "base": base, "summary": summary, "trend": trend,
-            "verdicts": verdicts.to_frame([growth, judge_threshold(trend, cfg, no_lift)])}
+            "verdicts": verdicts.to_frame([growth, judge_threshold(summary, cfg, no_lift)])}
 
 
 def load_or_run(cfg: Config) -> dict:

@@ -166,7 +166,7 @@ def judge(curves, base, cfg: Config) -> dict:
     kl_seeds = rebound_judge.kl_per_seed(curves, cfg.kl_task, cfg.kl_epsilon)
     found = rebound_judge.judge_two_phase(summary, CHAPTER) + rebound_judge.judge_positive_size(summary, CHAPTER)
     found += rebound_judge.judge_end_shape(summary, CHAPTER)
-    found += rebound_judge.judge_kl_table(kl_seeds, CHAPTER, cfg.kl_epsilon)
+    found += rebound_judge.judge_kl_table(kl_seeds, CHAPTER, cfg.kl_epsilon, cfg.family)
     if cfg.dpo_task is not None:
         found += rebound_judge.judge_positive_size(summary, CHAPTER, reverse="dpo", claim="preference_ablation")
     return {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from elasticity import paper, stats, verdicts
@@ -63,10 +62,6 @@ def _fmt(mean: float, se: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {se:.{digits}f}" if math.isfinite(se) else f"{mean:.{digits}f}"
 
 
-def _resolved(value: bool | None) -> str:
-    return {True: "resolved", False: "not resolved", None: "no standard error"}[value]
-
-
 def _log_slope(g: pd.DataFrame, column: str) -> float:
     # Change of `column` per 10x positive data.
     return stats.log_slope(g["positive_size"], g[column])
@@ -81,152 +76,111 @@ def size_trend(summary: pd.DataFrame, column: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def lift_check(summary: pd.DataFrame) -> tuple[str, str | None]:
+def lift_check(summary: pd.DataFrame) -> tuple[stats.Effect, str | None]:
     """The precondition of a rebound verdict: did the positive SFT lift the score above the base model's?
 
-    The lift is start - base (score units), per seed the mean over positive sizes; it is resolved when its
-    mean over seeds is above zero by a one-sided t-test at the 95% level (`stats.above_zero`). Without a
-    resolved lift there is nothing to rebound from, and the verdict is "not comparable".
+    The lift is start - base (score units), per seed the mean over positive sizes, judged by the book's rule
+    (`stats.effect`). Without a lift whose interval lies above zero there is nothing to rebound from, and
+    the verdict is "not testable here".
 
     Returns:
-        (text, reason): `text` gives the lift, "lift (start - base) mean ± se"; `reason` is None when the
-        lift is resolved, else why the verdict is not comparable.
+        (lift, precondition): the lift's effect, and None when it is reproduced, else the sentence saying the
+        precondition failed, with the lift's numbers.
     """
-    lifts = per_seed(summary, "lift", [])["lift"]
-    mean, se = stats.mean_se(lifts)
-    n = len(lifts)
-    resolved = stats.above_zero(mean, se, n)
-    reason = None
-    if resolved is None:
-        reason = "fewer than 2 seeds: no standard error"
-    elif not resolved:
-        reason = (f"nothing to rebound from: the positive SFT lift (start - base) {_fmt(mean, se)} is not above "
-                  f"{verdicts.t_text(n)}; {verdicts.pm_text(n)}")
-    return f"lift (start - base) {_fmt(mean, se)}", reason
+    lift = stats.effect(per_seed(summary, "lift", [])["lift"])
+    return lift, verdicts.precondition_of("the positive SFT lift (start - base)", lift)
 
 
 def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -> list[verdicts.Verdict]:
-    """Claim `rebound_two_phase`, one verdict per task: initial slope exceeds the later slope.
+    """Claim `rebound_two_phase`, one verdict per task: the initial slope exceeds the later slope.
 
-    Judged only where the positive SFT lifted the score (`lift_check`). The test: per seed, the mean over
-    positive sizes of initial_slope - later_slope; it holds when the mean over seeds is above zero by a
-    one-sided t-test at the 95% level (`stats.above_zero`).
+    The effect per seed: the mean over positive sizes of initial_slope - later_slope (score per negative
+    example), judged by the book's rule (`stats.effect`) where the positive SFT lifted the score (`lift_check`).
     """
     out = []
     sub = summary[summary["reverse"] == reverse]
     for task, g in sub.groupby("task", sort=False):
         lift, no_lift = lift_check(g)
-        seeds = per_seed(g, "slope_gap", ["task"])["slope_gap"]
-        mean, se = stats.mean_se(seeds)
         init, init_se = stats.mean_se(per_seed(g, "initial_slope", ["task"])["initial_slope"])
         later, later_se = stats.mean_se(per_seed(g, "later_slope", ["task"])["later_slope"])
-        n = len(seeds)
-        out.append(verdicts.Verdict(
-            claim="rebound_two_phase", chapter=chapter,
-            ours=(f"{task}: {lift}; initial slope {_fmt(init, init_se)} vs later {_fmt(later, later_se)} score "
-                  f"per negative example; gap {_fmt(mean, se)} ({n} seeds)"),
+        out.append(verdicts.judged(
+            "rebound_two_phase", chapter, family=_family(g), task=task,
+            measure="initial slope - later slope (score per negative example)",
+            effect=stats.effect(per_seed(g, "slope_gap", ["task"])["slope_gap"]),
+            ours=(f"lift (start - base) {lift.text()}; initial slope {_fmt(init, init_se)} vs later "
+                  f"{_fmt(later, later_se)} score per negative example (± 1 SE)"),
             paper="fast fall over the first negative examples, then a slower decline (curves only)",
-            outcome=verdicts.decide(stats.above_zero(mean, se, n), comparable=no_lift is None),
-            reason=no_lift or (f"lift resolved; initial slope - later slope > {verdicts.t_text(n)} over seeds; "
-                               f"{verdicts.pm_text(n)}"),
+            precondition=no_lift,
         ))
     return out
 
 
 def judge_positive_size(summary: pd.DataFrame, chapter: str, reverse: str = "sft",
                         claim: str = "rebound_positive_size") -> list[verdicts.Verdict]:
-    """More positive data, a higher start and a faster initial drop, one verdict per task.
+    """More positive data, a higher start and a faster initial drop: per task, one verdict on each.
 
-    Judged only where the positive SFT lifted the score (`lift_check`). Per seed, the least-squares slopes
-    on log10(positive size) of the start and of the initial drop; it holds when both means over seeds are
-    above zero by a one-sided t-test at the 95% level (`stats.above_zero`).
+    The effects per seed: the least-squares slopes on log10(positive size) of the start and of the initial
+    drop (score per 10x positive data), each judged by the book's rule (`stats.effect`) where the positive
+    SFT lifted the score (`lift_check`); with one positive size there is no slope ("not testable here").
     """
     out = []
     paper_text = "more positive data: higher start, faster initial drop (curves only)"
     sub = summary[summary["reverse"] == reverse]
     for task, g in sub.groupby("task", sort=False):
-        drops = size_trend(g, "initial_drop")["slope"].dropna()
-        starts = size_trend(g, "start")["slope"].dropna()
-        if drops.empty:
-            out.append(verdicts.Verdict(claim=claim, chapter=chapter, ours=f"{task}: one positive size only",
-                                        paper=paper_text, outcome="not comparable",
-                                        reason="needs at least 2 positive sizes"))
-            continue
         lift, no_lift = lift_check(g)
-        d_mean, d_se = stats.mean_se(drops)
-        s_mean, s_se = stats.mean_se(starts)
-        n = len(drops)
-        higher = stats.above_zero(s_mean, s_se, n)
-        faster = stats.above_zero(d_mean, d_se, n)
-        out.append(verdicts.Verdict(
-            claim=claim, chapter=chapter,
-            ours=(f"{task} ({reverse.upper()}): {lift}; per 10x positive data, start {_fmt(s_mean, s_se)} and "
-                  f"initial drop {_fmt(d_mean, d_se)} ({n} seeds)"),
-            paper=paper_text,
-            outcome=verdicts.decide(bool(higher and faster), comparable=no_lift is None),
-            reason=no_lift or (f"lift resolved; the slopes on log10(positive size) of the start and of the initial "
-                               f"drop must both exceed {verdicts.t_text(n)} over seeds: start "
-                               f"{_resolved(higher)}, initial drop {_resolved(faster)}; {verdicts.pm_text(n)}"),
-        ))
+        sizes = g["positive_size"].nunique()
+        if sizes < 2:
+            no_lift = f"precondition failed: {sizes} positive size, a slope on positive size needs 2"
+        for part, column in (("start", "start"), ("initial drop", "initial_drop")):
+            out.append(verdicts.judged(
+                claim, chapter, family=_family(g), task=task,
+                measure=f"slope of the {part} on log10(positive size) after {reverse.upper()} (score per 10x)",
+                effect=stats.effect(size_trend(g, column)["slope"]),
+                ours=f"lift (start - base) {lift.text()}; {sizes} positive sizes",
+                paper=paper_text, precondition=no_lift,
+            ))
     return out
+
+
+END_NEAR_FRACTION = 0.25  # "converges near the base": |end - base| within this fraction of the lift (our margin)
 
 
 def judge_end_shape(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -> list[verdicts.Verdict]:
     """Claim `rebound_below_base`: sentiment-like curves end below the base, safety-like ones near it.
 
-    Per task, per seed, the mean over positive sizes of end - base (score units). Judged only where every
-    task's positive SFT lifted the score (`lift_check`). A "below" task holds when end - base is below zero
-    by a one-sided t-test at the 95% level (end - base + t x se < 0, `stats.above_zero`); a "near"
-    task holds when end - base is within the noise of zero, |end - base| <= t x se
-    (`stats.within_noise`), a test that a wide spread passes. The claim is reproduced when both kinds
-    of task are present and both hold; a part that fails where its lift is resolved decides "not
-    reproduced" whatever the other part shows.
+    Per task, per seed, the mean over positive sizes of end - base (score units), where the positive SFT lifted
+    the score (`lift_check`). A "below" task: the effect base - end by the book's rule (`stats.effect`). A
+    "near" task: an equivalence test (`stats.equivalence`) with the margin `END_NEAR_FRACTION` of the mean
+    lift, so that a wide spread cannot pass (the paper states no margin; this one is ours).
     """
+    out = []
     sub = summary[summary["reverse"] == reverse]
-    parts, holds_all, no_lifts, failed, kinds, n = [], [], [], [], set(), 0
     for task, g in sub.groupby("task", sort=False):
         kind = END_SHAPE.get(task)
         if kind is None:
             continue
-        kinds.add(kind)
-        gaps = per_seed(g, "end_minus_base", ["task"])["end_minus_base"]
-        gap, gap_se = stats.mean_se(gaps)
-        n = len(gaps)
         lift, no_lift = lift_check(g)
-        if no_lift:
-            no_lifts.append(task)
+        gaps = per_seed(g, "end_minus_base", ["task"])["end_minus_base"]
         if kind == "below":
-            holds = stats.above_zero(-gap, gap_se, n)
-            parts.append(f"{task}: {lift}; end - base {_fmt(gap, gap_se)} (expected < 0)")
+            measure, effect = "base - end (score; positive: the curve ends below the base)", stats.effect(-gaps)
         else:
-            holds = stats.within_noise(gap, gap_se, n)
-            parts.append(f"{task}: {lift}; end - base {_fmt(gap, gap_se)} (expected within noise of 0)")
-        holds_all.append(holds)
-        if holds is False and not no_lift:
-            failed.append(task)
-    if kinds != {"below", "near"}:
-        reason = "needs one sentiment-like and one safety-like task"
-    elif n < 2:
-        reason = "fewer than 2 seeds: no standard error"
-    elif failed:
-        untested = f"; {', '.join(no_lifts)} not testable (its positive SFT lift is not resolved)" if no_lifts else ""
-        reason = (f"the {', '.join(failed)} part fails where its positive SFT lift is resolved (sentiment: end - base "
-                  f"+ {verdicts.t_text(n)} < 0; safety: |end - base| <= that many){untested}; "
-                  f"{verdicts.pm_text(n)}")
-    elif no_lifts:
-        reason = (f"nothing to rebound from in {', '.join(no_lifts)}: the positive SFT lift (start - base) is not "
-                  f"above {verdicts.t_text(n)}; {verdicts.pm_text(n)}")
-    else:
-        t = verdicts.t_text(n)
-        reason = (f"lifts resolved; sentiment: end - base + {t} < 0; safety: |end - base| <= {t} (end not "
-                  f"resolved from the base, which a wide spread passes); {verdicts.pm_text(n)}")
-    return [verdicts.Verdict(
-        claim="rebound_below_base", chapter=chapter, ours="; ".join(parts) or "no task",
-        paper="IMDb curves end below the base level; BeaverTails curves converge near it",
-        outcome=verdicts.decide(all(h is True for h in holds_all),
-                                comparable=kinds == {"below", "near"} and n >= 2 and (not no_lifts or bool(failed))),
-        reason=reason,
-    )]
+            margin = END_NEAR_FRACTION * lift.mean
+            measure = f"end - base (score), within ±{END_NEAR_FRACTION:g} x the lift"
+            if no_lift is None:
+                effect = stats.equivalence(gaps, margin)
+            else:
+                effect = stats.effect(gaps)
+        out.append(verdicts.judged(
+            "rebound_below_base", chapter, family=_family(g), task=task, measure=measure, effect=effect,
+            ours=f"lift (start - base) {lift.text()}; expected: ends {kind} the base",
+            paper="IMDb curves end below the base level; BeaverTails curves converge near it",
+            precondition=no_lift,
+        ))
+    return out
+
+
+def _family(frame: pd.DataFrame) -> str:
+    return ", ".join(str(f) for f in dict.fromkeys(frame["family"]))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -303,55 +257,45 @@ def _paper_table3_text() -> str:
             f"{t['positive_size'].min():,} -> {t['positive_size'].max():,})")
 
 
-def _seed_slope(per: pd.DataFrame, column: str) -> tuple[float, float, int]:
-    # Mean ± se over seeds of the per-seed slope of `column` on log10(positive size), and the seed count.
-    slopes = pd.Series([_log_slope(g, column) for _, g in per.groupby("seed")]).dropna()
-    mean, se = stats.mean_se(slopes) if len(slopes) else (math.nan, math.nan)
-    return mean, se, len(slopes)
+def _seed_slopes(per: pd.DataFrame, column: str) -> pd.Series:
+    # Per seed, the slope of `column` on log10(positive size).
+    return pd.Series([_log_slope(g, column) for _, g in per.groupby("seed")], dtype=float)
 
 
-def judge_kl_table(per: pd.DataFrame, chapter: str, epsilon: float) -> list[verdicts.Verdict]:
-    """Claim `kl_table`: KL to the base grows with positive size, negative examples to return shrink.
+def judge_kl_table(per: pd.DataFrame, chapter: str, epsilon: float, family: str) -> list[verdicts.Verdict]:
+    """Claim `kl_table`: the KL to the base grows with positive size, and the negative examples needed to
+    bring it back below epsilon shrink.
 
-    `per` is `kl_per_seed`'s table. Per seed, the least-squares slopes on log10(positive size) of the KL
-    and of the examples needed; it holds when the KL slope is above zero and the examples' slope below
-    zero, each by a one-sided t-test at the 95% level over seeds (`stats.above_zero`). Not comparable
-    when some run never brought the KL below epsilon (the count is censored).
+    `per` is `kl_per_seed`'s table. The effects per seed: the least-squares slopes on log10(positive size) of
+    the KL and of minus the examples needed, each by the book's rule (`stats.effect`). A run that never brought
+    the KL below epsilon leaves its count censored (known only to exceed the largest negative size): then the
+    second verdict is "not testable here", with the censored runs counted, never a number put in their place.
     """
     table = kl_summary(per)
     kls = ", ".join(f"{int(s)}: {k:.3f}" for s, k in zip(table["positive_size"], table["kl_to_base_nats"],
                                                             strict=True))
-    kl_mean, kl_se, n = _seed_slope(per, "kl_to_base")
-    kl_rises = stats.above_zero(kl_mean, kl_se, n)
-    growth = (f"KL slope per 10x positive data {_fmt(kl_mean, kl_se, 3)}, {_resolved(kl_rises)} by > "
-              f"{verdicts.t_text(n)}")
-    reached = table["reached"].to_numpy()
-    if (reached < table["seeds"].to_numpy()).any():
-        return [verdicts.Verdict(
-            claim="kl_table", chapter=chapter,
-            ours=(f"KL to base after positive SFT (nats/token) {kls}; {growth}; KL fell below {epsilon:g} in "
-                  f"{int(reached.sum())} of {int(table['seeds'].sum())} runs (smallest KL reached "
-                  f"{table['kl_min_nats'].min():.3f})"),
-            paper=_paper_table3_text(),
-            outcome="not comparable",
-            reason=(f"the negative runs did not all bring the KL below epsilon = {epsilon:g}, so the count is "
-                    f"censored; {verdicts.pm_text(n)}"),
-        )]
-    need_mean, need_se, _ = _seed_slope(per, "negative_to_epsilon")
-    need_falls = stats.above_zero(-need_mean, need_se, n)
+    paper_text = _paper_table3_text()
+    rises = verdicts.judged(
+        "kl_table", chapter, family=family, task="KL after positive SFT",
+        measure="slope of the KL to the base after positive SFT on log10(positive size) (nats/token per 10x)",
+        effect=stats.effect(_seed_slopes(per, "kl_to_base")), ours=f"KL to base (nats/token) {kls}",
+        paper=paper_text)
+    reached, runs = int(table["reached"].sum()), int(table["seeds"].sum())
     needs = ", ".join(f"{int(s)}: {v:.0f}" for s, v in zip(table["positive_size"], table["negative_to_epsilon"],
                                                              strict=True))
-    holds = None if kl_rises is None or need_falls is None else kl_rises and need_falls
-    return [verdicts.Verdict(
-        claim="kl_table", chapter=chapter,
-        ours=(f"KL to base (nats/token) {kls}; {growth}; negative examples to KL < {epsilon:g}: {needs}, slope "
-              f"per 10x {_fmt(need_mean, need_se, 1)}, {_resolved(need_falls)} by < -{verdicts.t_text(n)}"),
-        paper=_paper_table3_text(),
-        outcome=verdicts.decide(holds),
-        reason=(f"per-seed least-squares slopes on log10(positive size): KL > {verdicts.t_text(n)} and examples "
-                f"needed < -{verdicts.t_text(n)} over seeds; {verdicts.pm_text(n)}") if holds is not None
-        else "fewer than 2 seeds: no standard error",
-    )]
+    censored = None
+    if reached < runs:
+        censored = (f"precondition failed: censored counts, the KL fell below epsilon = {epsilon:g} within "
+                    f"{int(table['negative_max'].max()):,} negative examples in {reached} of {runs} runs "
+                    f"(smallest KL reached {table['kl_min_nats'].min():.3f} nats/token)")
+        needs = f"reached in {reached} of {runs} runs"
+    falls = verdicts.judged(
+        "kl_table", chapter, family=family, task="negative examples to return",
+        measure=f"minus the slope of the negative examples needed to bring the KL below {epsilon:g} on "
+                "log10(positive size) (examples per 10x)",
+        effect=stats.effect(-_seed_slopes(per, "negative_to_epsilon")),
+        ours=f"negative examples to KL < {epsilon:g}: {needs}", paper=paper_text, precondition=censored)
+    return [rises, falls]
 
 
 # Trends across models (model size, pre-training volume).
@@ -376,46 +320,57 @@ def model_trend(summary: pd.DataFrame, by: str, order: list, column: str = "init
     return pd.DataFrame(rows)
 
 
-def lift_by_model(lifts: pd.DataFrame, by: str, label=str) -> str | None:
+def model_trends(summary: pd.DataFrame, by: str, order: list, columns: list[str]) -> pd.DataFrame:
+    """`model_trend` of the first of `columns` (with its paired difference from the first model), and the mean
+    and se of each other column beside it, one row per value of `by`."""
+    trend = model_trend(summary, by, order, columns[0])
+    for column in columns[1:]:
+        other = model_trend(summary, by, order, column)
+        trend = trend.merge(other[[by, f"{column}_mean", f"{column}_se"]], on=by)
+    return trend
+
+
+def paired_change(summary: pd.DataFrame, by: str, order: list, column: str) -> pd.Series:
+    """Per seed, `column` (mean over positive sizes) at the last value of `order` less at the first: the
+    paired (same-seed) change along `by`."""
+    sub = summary[summary["reverse"] == "sft"]
+    seeds = sub.groupby([by, "seed"], as_index=False, dropna=False)[column].mean()
+    first = seeds[seeds[by] == order[0]].set_index("seed")[column]
+    last = seeds[seeds[by] == order[-1]].set_index("seed")[column]
+    return (last - first).dropna()
+
+
+def lift_by_model(summary: pd.DataFrame, by: str, order: list, label=str) -> str | None:
     """The precondition of a rebound verdict across models: `lift_check`, model by model.
 
-    Args:
-        lifts: `model_trend(summary, by, order, "lift")`: `lift_mean`, `lift_se`, `seeds` per value of `by`.
-
     Returns:
-        None when every model's positive SFT lift (start - base) is above zero by a one-sided t-test at the
-        95% level (`stats.above_zero`); else the reason the verdict is not comparable.
+        None when every model's positive SFT lift (start - base) is reproduced by the book's rule; else the
+        sentence naming the models where it is not, with their lifts.
     """
-    rows = list(zip(lifts[by], lifts["lift_mean"], lifts["lift_se"], lifts["seeds"], strict=True))
-    flat = [label(v) for v, m, s, n in rows if not stats.above_zero(m, s, int(n))]
+    sub = summary[summary["reverse"] == "sft"]
+    flat = []
+    for value in order:
+        lift, failed = lift_check(sub[sub[by] == value])
+        if failed:
+            flat.append(f"{label(value)}: {lift.text()}")
     if not flat:
         return None
-    n = int(lifts["seeds"].max())
-    values = ", ".join(f"{label(v)}: {_fmt(m, s)}" for v, m, s, _ in rows)
-    return (f"nothing to rebound from at {', '.join(flat)}: positive SFT lift (start - base) {values}, each "
-            f"must be above {verdicts.t_text(n)}; {verdicts.pm_text(n)}")
+    return f"precondition failed: the positive SFT lift (start - base) is not above zero at {'; '.join(flat)}"
 
 
-def judge_increase(trend: pd.DataFrame, by: str, column: str, claim: str, chapter: str, paper_text: str,
-                   label=str, no_lift: str | None = None) -> verdicts.Verdict:
-    """Does `column` increase along `trend`'s rows? Holds when the means increase from row to row and the
-    paired (same-seed) difference last - first is above zero by a one-sided t-test at the 95% level.
-    Not comparable when `no_lift` gives a reason (see `lift_by_model`)."""
-    means = trend[f"{column}_mean"].to_numpy(float)
-    ses = trend[f"{column}_se"].to_numpy(float)
-    last_diff, last_se = trend["vs_first_mean"].iloc[-1], trend["vs_first_se"].iloc[-1]
-    parts = ", ".join(f"{label(v)}: {_fmt(m, s)}" for v, m, s in zip(trend[by], means, ses, strict=True))
-    if len(trend) < 2 or not math.isfinite(last_se):
-        return verdicts.Verdict(claim=claim, chapter=chapter, ours=f"{column} {parts}", paper=paper_text,
-                                outcome="not comparable",
-                                reason="needs at least 2 models and 2 seeds")
-    monotone = bool(np.all(np.diff(means) > 0))
-    pairs = int(min(trend["seeds"].iloc[0], trend["seeds"].iloc[-1]))
-    holds = monotone and bool(stats.above_zero(last_diff, last_se, pairs))
-    return verdicts.Verdict(
-        claim=claim, chapter=chapter,
-        ours=f"{column} (score per negative example) {parts}; last - first {_fmt(last_diff, last_se)}",
-        paper=paper_text, outcome=verdicts.decide(holds, comparable=no_lift is None),
-        reason=no_lift or (f"lifts resolved; means increase with {by} and last - first > "
-                           f"{verdicts.t_text(pairs)} (paired by seed); {verdicts.pm_text(pairs)}"),
-    )
+def judge_increase(summary: pd.DataFrame, trend: pd.DataFrame, by: str, column: str, claim: str, chapter: str,
+                   paper_text: str, label=str) -> verdicts.Verdict:
+    """Does `column` increase along `by` (the rows of `trend`, in order)? The effect per seed is the paired
+    change last - first (`paired_change`), judged by the book's rule (`stats.effect`) where every model's
+    positive SFT lifted the score (`lift_by_model`)."""
+    order = list(trend[by])
+    parts = ", ".join(f"{label(v)}: {_fmt(m, s)}" for v, m, s in zip(trend[by], trend[f"{column}_mean"],
+                                                                   trend[f"{column}_se"], strict=True))
+    precondition = lift_by_model(summary, by, order, label)
+    if len(order) < 2:
+        precondition = f"precondition failed: one value of {by} only ({label(order[0])})"
+    return verdicts.judged(
+        claim, chapter, family=_family(summary), task="",
+        measure=f"{column} at {label(order[-1])} - at {label(order[0])} (score per negative example, paired by seed)",
+        effect=stats.effect(paired_change(summary, by, order, column)),
+        ours=f"{column} (score per negative example, ± 1 SE) {parts}", paper=paper_text, precondition=precondition)

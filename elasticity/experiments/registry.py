@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pandas as pd
 
-from elasticity import paper, paths, results, verdicts
+from elasticity import paper, paths, results, stats, verdicts
 from elasticity.config import unknown
 
 
@@ -36,6 +36,8 @@ PLANNED: dict[str, Planned] = {
     for p in (
         Planned("compression_protocol", "elasticity.experiments.compression_protocol", "compression_protocol",
                 ("theorem_3_4",)),
+        Planned("compression_with_models", "elasticity.experiments.compression_with_models",
+                "compression_with_models", ("log_loss_is_code_length",)),
         Planned("resistance", "elasticity.experiments.resistance", "resistance", ("resistance", "resistance_kl")),
         Planned("rebound", "elasticity.experiments.rebound", "rebound",
                 ("rebound_two_phase", "rebound_positive_size", "rebound_below_base", "kl_table",
@@ -95,6 +97,9 @@ def chapter_of(name: str) -> str:
     return getattr(EXPERIMENTS.get(name), "CHAPTER", PLANNED[name].chapter)
 
 
+COLUMNS = ["experiment", *verdicts.COLUMNS, "status"]
+
+
 def collect_verdicts(*, cache=None) -> pd.DataFrame:
     """Every verdict of the book, read from cached results only: nothing is computed here.
 
@@ -104,35 +109,39 @@ def collect_verdicts(*, cache=None) -> pd.DataFrame:
     "not computed yet"; claims of the paper that no experiment tests are listed last, also without outcome.
 
     Returns:
-        One row per (experiment, claim): experiment, chapter, claim, statement, ours, paper, source,
-        outcome (a `verdicts.Outcome` word, or None), reason, status.
+        One row per verdict: experiment, the record's fields (`verdicts.COLUMNS`: claim, chapter, family, task,
+        measure, ours, paper, source, effect, low, high, seeds, detectable, outcome, reason), status, and the
+        claim's statement after the claim.
     """
     rows = []
     for name in PLANNED:
         module = EXPERIMENTS.get(name)
-        chapter = chapter_of(name)
         result = None
         if module is not None:
             result = results.load(module.NAME, module.config(), module.run, cache=cache)
         if result is not None:
             for v in verdicts.from_frame(result["verdicts"]):
-                rows.append({"experiment": name, "chapter": v.chapter, "claim": v.claim, "ours": v.ours,
-                             "paper": v.paper, "source": v.source, "outcome": v.outcome, "reason": v.reason,
+                rows.append({"experiment": name, **verdicts.to_frame([v]).iloc[0].to_dict(),
                              "status": STATUS_COMPUTED})
             continue
         status = STATUS_NOT_COMPUTED if module is not None else STATUS_NO_MODULE
         for claim in claims_of(name):
-            rows.append({"experiment": name, "chapter": chapter, "claim": claim, "ours": None, "paper": None,
-                         "source": paper.CLAIMS[claim].source, "outcome": None, "reason": None, "status": status})
+            rows.append({"experiment": name, "chapter": chapter_of(name), "claim": claim,
+                         "source": paper.CLAIMS[claim].source, "status": status})
     covered = {row["claim"] for row in rows}
     for key, claim in paper.CLAIMS.items():
         if key not in covered:
-            rows.append({"experiment": None, "chapter": None, "claim": key, "ours": None, "paper": None,
-                         "source": claim.source, "outcome": None, "reason": None, "status": STATUS_UNTESTED})
-    frame = pd.DataFrame(rows, columns=["experiment", "chapter", "claim", "ours", "paper", "source", "outcome",
-                                        "reason", "status"])
-    frame.insert(3, "statement", frame.claim.map(lambda c: paper.CLAIMS[c].statement))
+            rows.append({"claim": key, "source": claim.source, "status": STATUS_UNTESTED})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame.insert(2, "statement", frame.claim.map(lambda c: paper.CLAIMS[c].statement))
     return frame
+
+
+def effect_cell(row) -> str:
+    """A verdict row's effect for a table cell: mean, 95% interval, seeds, detectable; "" when not computed."""
+    if row["status"] != STATUS_COMPUTED:
+        return ""
+    return stats.effect_text(row["effect"], row["low"], row["high"], int(row["seeds"]), row["detectable"])
 
 
 def chapters_in_toc() -> set[str]:
@@ -154,14 +163,16 @@ def verdicts_markdown(frame: pd.DataFrame, linkable: set[str]) -> str:
 
     A row without a computed outcome shows its status ("not computed yet", ...) in place of an outcome.
     """
-    lines = ["| claim of the paper | paper's figure | chapter | ours | outcome |", "|---|---|---|---|---|"]
-    for row in frame.itertuples():
-        if row.chapter is None or (isinstance(row.chapter, float) and math.isnan(row.chapter)):
+    lines = ["| claim of the paper | paper's figure | chapter | part | effect (paper's direction) | "
+             "effect, 95% interval, seeds, detectable | outcome |", "|---|---|---|---|---|---|---|"]
+    for row in frame.to_dict("records"):
+        if _cell(row["chapter"]) == "":
             chapter = "none"
-        elif row.chapter in linkable:
-            chapter = f"{{doc}}`/notebooks/{row.chapter}`"
+        elif row["chapter"] in linkable:
+            chapter = f"{{doc}}`/notebooks/{row['chapter']}`"
         else:
-            chapter = f"`{row.chapter}` (not in the book yet)"
-        outcome = f"**{row.outcome}**" if row.status == STATUS_COMPUTED else f"*{row.status}*"
-        lines.append(f"| {_cell(row.statement)} | {_cell(row.source)} | {chapter} | {_cell(row.ours)} | {outcome} |")
+            chapter = f"`{row['chapter']}` (not in the book yet)"
+        outcome = f"**{row['outcome']}**" if row["status"] == STATUS_COMPUTED else f"*{row['status']}*"
+        lines.append(f"| {_cell(row['statement'])} | {_cell(row['source'])} | {chapter} | {_cell(row['task'])} | "
+                     f"{_cell(row['measure'])} | {effect_cell(row)} | {outcome} |")
     return "\n".join(lines) + "\n"

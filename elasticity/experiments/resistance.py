@@ -71,7 +71,7 @@ def judge(runs, cfg: Config) -> dict:
         "table1": resistance_judge.layout(cells, "final_loss_nats"),
         "paper_table1": resistance_judge.paper_layout(),
         "paper_table2": resistance_judge.paper_table2(),
-        "verdicts": verdicts.to_frame(resistance_judge.judge(cells, num_seeds=len(cfg.seeds), chapter=CHAPTER)),
+        "verdicts": verdicts.to_frame(resistance_judge.judge(runs, cells, chapter=CHAPTER, family=cfg.family)),
     }
 
 
