@@ -65,7 +65,8 @@ def judge(rates, cfg: Config) -> dict:
         `verdicts`: the computed verdict (claim `theorem_4_2`).
     """
     derivs = measured_judge.derivatives(rates, cfg.fit_l_max)
-    ratio_table = measured_judge.ratios(derivs, cfg.tolerance_factor)
+    per_seed = measured_judge.per_seed_derivatives(rates, cfg.fit_l_max)
+    ratio_table = measured_judge.ratios(derivs, per_seed, cfg.tolerance_factor)
     secant_table = measured_judge.secants(rates, cfg.tolerance_factor)
     return {
         "derivatives": derivs,

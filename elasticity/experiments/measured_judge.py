@@ -14,7 +14,7 @@ from elasticity import paper, stats, theory, verdicts
 from elasticity.experiments.measured_units import Config
 
 THEOREM_PROTOCOLS = ("joint",)  # the protocols that meet the theorem's hypothesis; others: not testable here
-LEVEL = 0.95  # one-sided Student-t level of every sign test (the book's rule: stats.t_critical)
+LEVEL = 0.95  # one-sided Student-t level of the words "rises" / "falls" and the |ratio| interval (descriptions)
 
 
 def derivatives(rates: pd.DataFrame, fit_l_max: float) -> pd.DataFrame:
@@ -37,30 +37,24 @@ def direction(mean: float, se: float, t: float) -> str:
     return {1: "rises", -1: "falls", 0: "no resolved change"}[stats.resolved_sign(mean, se, t)]
 
 
-def sign_test(a: float, se_a: float, p: float, se_p: float, t: float) -> bool | None:
-    """The theorem's signs (d gamma_a/dl > 0, d gamma_p/dl < 0): True if both hold beyond t standard
-    errors, False if either is wrong beyond t standard errors, None if a sign is not resolved."""
-    sign_a, sign_p = stats.resolved_sign(a, se_a, t), stats.resolved_sign(p, se_p, t)
-    if sign_a < 0 or sign_p > 0:
-        return False
-    if sign_a > 0 and sign_p < 0:
-        return True
-    return None
+def per_seed_derivatives(rates: pd.DataFrame, fit_l_max: float) -> pd.DataFrame:
+    """d gamma/dl at l -> 0 per (k, seed): columns k, seed, `a` (D_a) and `p` (D_p), bits/token per unit l."""
+    fit = rates[(rates.l > 0) & (rates.l <= fit_l_max + 1e-12)]
+    rows = []
+    for (k, seed), group in fit.groupby(["k", "seed"]):
+        slope = {name: stats.slope_through_origin(g.l, g.delta_gamma_bits)[0] for name, g in group.groupby("dataset")}
+        rows.append({"k": k, "seed": seed, "a": slope["D_a"], "p": slope["D_p"]})
+    return pd.DataFrame(rows, columns=["k", "seed", "a", "p"])
 
 
-def theta_k_test(a: float, se_a: float, p: float, se_p: float, k: float, factor: float, t: float) -> bool | None:
-    """Theorem 4.2 at one k, with Theta(k) read as "|ratio| within `factor` of k" (our reading).
+def band_margin(a, p, k: float, factor: float):
+    """How far d gamma_a/dl = a lies inside the theorem's band, per seed: min(a + (k/factor) p, -(a + k factor p)).
 
-    False when a sign is wrong beyond t standard errors or the ratio interval (`stats.ratio_interval`) misses
-    [k/factor, k factor]; True when both signs are resolved and the interval meets that band; None otherwise.
+    Positive exactly when p < 0 < a and k/factor <= |a/p| <= k factor (Theta(k) read as "within `factor` of
+    k", both signs as the theorem says), with no division: a near-zero d gamma_p/dl cannot blow it up.
     """
-    signs = sign_test(a, se_a, p, se_p, t)
-    lo, hi = stats.ratio_interval(a, se_a, p, se_p, t)
-    if signs is False or hi < k / factor or lo > k * factor:
-        return False
-    if signs is True:
-        return True
-    return None
+    a, p = np.asarray(a, dtype=float), np.asarray(p, dtype=float)
+    return np.minimum(a + k / factor * p, -(a + k * factor * p))
 
 
 def t_multiplier(num_seeds: int, num_l: int) -> float:
@@ -76,10 +70,11 @@ def _reconstruction_ratio(k: float, l: float) -> float:  # noqa: E741
     return delta_a / delta_p
 
 
-def ratios(derivs: pd.DataFrame, factor: float) -> pd.DataFrame:
-    """Per k: the measured ratio (d gamma_a/dl)/(d gamma_p/dl), its interval of |ratio|, -k (the theorem's
-    ratio up to Theta), ratio / (-k), each derivative's direction in words, and the test of `theta_k_test`;
-    t is the critical value of `t_multiplier` that every test of the row uses."""
+def ratios(derivs: pd.DataFrame, per_seed: pd.DataFrame, factor: float) -> pd.DataFrame:
+    """Per k: the measured ratio (d gamma_a/dl)/(d gamma_p/dl), its interval of |ratio| (each derivative within t
+    standard errors, `stats.ratio_interval`), -k, ratio / (-k), each derivative's direction in words (t from
+    `t_multiplier`: descriptions), and `holds`, the outcome of the book's rule on the per-seed `band_margin`
+    (`per_seed` is `per_seed_derivatives`), the verdict's."""
     rows = []
     for k, group in derivs.groupby("k"):
         a = group[group.dataset == "D_a"].iloc[0]
@@ -87,39 +82,35 @@ def ratios(derivs: pd.DataFrame, factor: float) -> pd.DataFrame:
         t = t_multiplier(int(a.num_seeds), int(a.num_l))
         lo, hi = stats.ratio_interval(a.dgamma_dl_bits, a.se_bits, p.dgamma_dl_bits, p.se_bits, t)
         ratio = a.dgamma_dl_bits / p.dgamma_dl_bits if p.dgamma_dl_bits != 0 else math.nan
+        seeds = per_seed[per_seed.k == k]
         rows.append({
             "k": k, "dgamma_a_dl_bits": a.dgamma_dl_bits, "se_a_bits": a.se_bits,
             "dgamma_p_dl_bits": p.dgamma_dl_bits, "se_p_bits": p.se_bits, "num_seeds": int(a.num_seeds), "t": t,
             "change_a": direction(a.dgamma_dl_bits, a.se_bits, t),
             "change_p": direction(p.dgamma_dl_bits, p.se_bits, t), "ratio": ratio,
             "abs_ratio_lo": lo, "abs_ratio_hi": hi, "minus_k": -k, "ratio_over_minus_k": ratio / -k,
-            "signs": _word(sign_test(a.dgamma_dl_bits, a.se_bits, p.dgamma_dl_bits, p.se_bits, t)),
-            "holds": _word(theta_k_test(a.dgamma_dl_bits, a.se_bits, p.dgamma_dl_bits, p.se_bits, k, factor, t)),
+            "holds": stats.effect(band_margin(seeds.a, seeds.p, k, factor)).outcome,
         })
     return pd.DataFrame(rows)
 
 
-def _word(value: bool | None) -> str:
-    return {True: "yes", False: "no", None: "unresolved"}[value]
-
-
 def secants(rates: pd.DataFrame, factor: float) -> pd.DataFrame:
     """Per (k, l target): secant slopes Delta gamma / l of D_a and D_p (mean, se over seeds), their ratio,
-    our reconstruction's secant ratio (`theory.rate_changes`), and the Theorem 4.2 test at that l
-    (t critical value over the seeds; one seed: unresolved)."""
+    our reconstruction's secant ratio (`theory.rate_changes`), and `holds`, the book's rule on the per-seed
+    `band_margin` of the secants at that l."""
     points = rates[rates.l > 0].copy()
     points["secant"] = points.delta_gamma_bits / points.l
     rows = []
     for (k, l_target), group in points.groupby(["k", "l_target"]):
-        a, se_a = stats.mean_se(group[group.dataset == "D_a"].secant)
-        p, se_p = stats.mean_se(group[group.dataset == "D_p"].secant)
-        t = stats.t_critical(int(group.seed.nunique()), LEVEL)
+        wide = group.pivot_table(index="seed", columns="dataset", values="secant")
+        a, se_a = stats.mean_se(wide["D_a"])
+        p, se_p = stats.mean_se(wide["D_p"])
         l = float(group.l.iloc[0])  # noqa: E741
         rows.append({"k": k, "l_target": l_target, "l": l, "num_perturbation": int(group.num_perturbation.iloc[0]),
                      "secant_a_bits": a, "se_a_bits": se_a,
                      "secant_p_bits": p, "se_p_bits": se_p, "ratio": a / p if p != 0 else math.nan,
                      "reconstruction_ratio": _reconstruction_ratio(k, l),
-                     "holds": _word(theta_k_test(a, se_a, p, se_p, k, factor, t))})
+                     "holds": stats.effect(band_margin(wide["D_a"], wide["D_p"], k, factor)).outcome})
     return pd.DataFrame(rows)
 
 
@@ -179,29 +170,9 @@ def hooke(rates: pd.DataFrame, pretraining_size: int) -> pd.DataFrame:
 
 
 def holding_l_range(secant_table: pd.DataFrame) -> list[float]:
-    """The perturbation sizes l (targets) at which the Theorem 4.2 test holds at every k."""
-    ok = secant_table.groupby("l_target")["holds"].apply(lambda h: bool((h == "yes").all()))
+    """The perturbation sizes l (targets) at which the Theorem 4.2 secant effect is reproduced at every k."""
+    ok = secant_table.groupby("l_target")["holds"].apply(lambda h: bool((h == stats.REPRODUCED).all()))
     return sorted(float(l) for l, good in ok.items() if good)  # noqa: E741
-
-
-def per_seed_derivatives(rates: pd.DataFrame, fit_l_max: float) -> pd.DataFrame:
-    """d gamma/dl at l -> 0 per (k, seed): columns k, seed, `a` (D_a) and `p` (D_p), bits/token per unit l."""
-    fit = rates[(rates.l > 0) & (rates.l <= fit_l_max + 1e-12)]
-    rows = []
-    for (k, seed), group in fit.groupby(["k", "seed"]):
-        slope = {name: stats.slope_through_origin(g.l, g.delta_gamma_bits)[0] for name, g in group.groupby("dataset")}
-        rows.append({"k": k, "seed": seed, "a": slope["D_a"], "p": slope["D_p"]})
-    return pd.DataFrame(rows, columns=["k", "seed", "a", "p"])
-
-
-def band_margin(a, p, k: float, factor: float):
-    """How far d gamma_a/dl = a lies inside the theorem's band, per seed: min(a + (k/factor) p, -(a + k factor p)).
-
-    Positive exactly when p < 0 < a and k/factor <= |a/p| <= k factor (Theta(k) read as "within `factor` of
-    k", both signs as the theorem says), with no division: a near-zero d gamma_p/dl cannot blow it up.
-    """
-    a, p = np.asarray(a, dtype=float), np.asarray(p, dtype=float)
-    return np.minimum(a + k / factor * p, -(a + k * factor * p))
 
 
 def judge(rates: pd.DataFrame, ratio_table: pd.DataFrame, secant_table: pd.DataFrame, cfg: Config,
