@@ -82,13 +82,6 @@ def ratio_interval(a: float, se_a: float, p: float, se_p: float, t: float) -> tu
     return lo, hi
 
 
-def within_noise(mean: float, se: float, n: int, level: float = 0.95) -> bool | None:
-    """Is a mean of n values within the noise of zero: |mean| <= t_critical(n) x se, so that neither
-    `above_zero(mean)` nor `above_zero(-mean)` holds? None when there is no standard error."""
-    up = above_zero(mean, se, n, level)
-    return None if up is None else not (up or above_zero(-mean, se, n, level))
-
-
 def log_slope(x, y) -> float:
     """Least-squares slope of y on log10(x): the change of y per 10x of x. NaN with fewer than 2 distinct x."""
     x = np.log10(np.asarray(x, dtype=float))

@@ -15,7 +15,7 @@ def test_one_nan_policy_drops_what_is_not_finite():
     assert stats.mean_se([1.0, np.nan, 3.0, np.inf]) == pytest.approx((2.0, 1.0))
     assert stats.sd([1.0]) != stats.sd([1.0])  # NaN: one value has no spread
     assert all(math.isnan(v) for v in stats.mean_se([np.nan]))
-    assert stats.above_zero(1.0, math.nan, 3) is None and stats.within_noise(0.0, 1.0, 1) is None
+    assert stats.above_zero(1.0, math.nan, 3) is None
 
 
 def test_t_critical_is_the_one_sided_student_t_quantile():
@@ -31,14 +31,6 @@ def test_above_zero():
     assert stats.above_zero(1.0, 0.4, 30) is True
     assert stats.above_zero(-1.0, 0.1, 3) is False
     assert stats.above_zero(1.0, float("nan"), 3) is None and stats.above_zero(1.0, 0.1, 1) is None
-
-
-def test_within_noise():
-    assert stats.within_noise(0.5, 0.3, 3) is True  # 0.5 <= 2.92 x 0.3
-    assert stats.within_noise(-0.5, 0.3, 3) is True
-    assert stats.within_noise(1.0, 0.3, 3) is False
-    assert stats.within_noise(-1.0, 0.3, 3) is False
-    assert stats.within_noise(0.0, float("nan"), 3) is None and stats.within_noise(0.0, 0.1, 1) is None
 
 
 def test_resolved_sign_is_the_sign_test_with_its_threshold_given():

@@ -26,9 +26,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, model, pair, metric): means and SDs over seeds and the paired seed difference.
 
     `difference_mean` is the mean over seeds of forward - inverse (same seed, so paired); the paper's
-    ordering holds "beyond the seed spread" when that mean is of the predicted sign by the book's one-sided
-    t-test (`stats.above_zero`: |mean| > t_critical(n) x SD / sqrt(n)), the rule of every chapter. With
-    one seed there is no standard error and no cell passes or fails.
+    ordering holds "beyond the seed spread" in a cell when that mean is of the predicted sign by a one-sided
+    t-test (`stats.above_zero`). These cell counts describe the paper's form of Table 1; the verdicts pool
+    the cells (`judge`). With one seed there is no standard error and no cell passes or fails.
     """
     rows = []
     keys = ["dataset", "model", "k", "l", "pair"]
