@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import elasticity
 from elasticity.config import UserError
 
 
@@ -135,6 +136,7 @@ def _decompress(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="elasticity", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"elasticity {elasticity.__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     run = verbs.add_parser("run", help="execute one chapter with papermill into runs/<family>/<chapter>.ipynb")

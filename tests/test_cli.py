@@ -256,3 +256,17 @@ def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, m
     assert code == 0 and built == [None]
     assert err.startswith(f"training units at scale smoke in {tmp_path}:\n")
     assert "\nrebound: 16 training units: 0 present, 0 stale, 16 missing;" in err
+
+
+def test_python_m_elasticity_is_the_command_and_says_its_version():
+    import tomllib
+
+    import elasticity
+
+    completed = subprocess.run([sys.executable, "-m", "elasticity", "--version"], capture_output=True, text=True)
+    assert completed.returncode == 0 and completed.stdout == f"elasticity {elasticity.__version__}\n"
+    project = tomllib.loads((paths.project_root() / "pyproject.toml").read_text())["project"]
+    assert project["version"] == elasticity.__version__  # the two places a version is written agree
+    refused = subprocess.run([sys.executable, "-m", "elasticity", "run", "no-such-chapter"], capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
