@@ -72,6 +72,75 @@ def parse_value(name: str, text: str, default: Any) -> Any:
     return value
 
 
+def _pure(node: ast.AST) -> bool:
+    # An expression that calls nothing: safe and cheap to evaluate outside the kernel.
+    return not any(isinstance(n, ast.Call | ast.Lambda | ast.NamedExpr | ast.Await) for n in ast.walk(node))
+
+
+def config_calls(path: Path) -> list[tuple[str, str]]:
+    """The chapter's calls `<experiment>.config(...)` that depend on its parameters, as code to check them.
+
+    Each is returned with the simple assignments before it in its cell (those that call nothing, such as
+    `tasks = None if task is None else (task,)`), as one source text that assigns the config's keyword
+    arguments to `_kwargs`; keywords whose value calls something are left out.
+
+    Returns:
+        (module, source) per call, `module` a name under `elasticity.experiments`.
+    """
+    import jupytext
+
+    params = set(parameters(path))
+    calls = []
+    for cell in jupytext.read(path).cells:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        prelude = []
+        for statement in tree.body:
+            for node in ast.walk(statement):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "config"
+                        and isinstance(node.func.value, ast.Name)):
+                    used = {n.id for k in node.keywords for n in ast.walk(k.value) if isinstance(n, ast.Name)}
+                    assigned = {t.id for s in prelude for t in s.targets if isinstance(t, ast.Name)}
+                    if not used & (params | assigned):
+                        continue
+                    keywords = [k for k in node.keywords if _pure(k.value)]
+                    kwargs = ast.Dict(keys=[ast.Constant(k.arg) if k.arg else None for k in keywords],
+                                      values=[k.value for k in keywords])
+                    body = [*prelude, ast.Assign(targets=[ast.Name("_kwargs", ast.Store())], value=kwargs)]
+                    calls.append((node.func.value.id, ast.unparse(ast.fix_missing_locations(ast.Module(body, [])))))
+            if isinstance(statement, ast.Assign) and _pure(statement.value):
+                prelude.append(statement)
+    return calls
+
+
+def check_config(path: Path, values: dict[str, Any]) -> None:
+    """Build each experiment config the chapter builds from its parameters (`config_calls`), with `values` over
+    the defaults, so that a bad value (an unknown family, size, device, task, a seed that is not an int...) is
+    refused in one line (`UserError`) before a kernel starts, by the same checks the kernel would run."""
+    import importlib
+
+    given = {**parameters(path), **values}
+    for module_name, source in config_calls(path):
+        try:
+            module = importlib.import_module(f"elasticity.experiments.{module_name}")
+        except ModuleNotFoundError:
+            continue
+        namespace = dict(given)
+        try:
+            exec(source, {"__builtins__": {}}, namespace)  # noqa: S102 - the chapter's own call-free assignments
+        except NameError:
+            continue  # the call needs names from earlier cells: only the kernel can build it
+        try:
+            module.config(**namespace["_kwargs"])
+        except (TypeError, ValueError) as error:  # a value the config cannot take at all
+            raise UserError(f"chapter {path.stem!r}: {error}") from None
+
+
 def package_fingerprint() -> str:
     """A hash of the package's sources and the recorded benchmark figures that pages read.
 

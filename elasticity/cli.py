@@ -27,6 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     family = str(values.get("family", defaults.get("family") or "default"))
     parallel.check_fits(workers, values.get("family", defaults.get("family")) or "tiny",
                         str(values.get("device", defaults.get("device")) or "cpu"))
+    book.check_config(source, values)  # bad values refused here, in one line, before a kernel starts
     out_dir = Path(args.out) if args.out else paths.runs_dir() / family
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{args.chapter}.ipynb"

@@ -270,3 +270,39 @@ def test_python_m_elasticity_is_the_command_and_says_its_version():
     refused = subprocess.run([sys.executable, "-m", "elasticity", "run", "no-such-chapter"], capture_output=True,
                              text=True)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("chapter, name, value, message", [
+    ("rebound", "family", "tinyy", "unknown family 'tinyy'"),
+    ("rebound", "device", "gpu", "device 'gpu' is not one of"),
+    ("rebound", "size", "xxl", "unknown size of family 'tiny' 'xxl'"),
+    ("rebound", "seeds", "abc", "Config.seeds = 'abc' has the wrong type"),
+    ("rebound", "task", "poetry", "unknown task"),
+    ("resistance", "family", "gpt-17", "unknown family 'gpt-17'"),
+    ("model_size", "family", "smollm2", "unknown family 'smollm2'"),
+    ("pretraining_volume", "budgets", "(123,)", "at least 2"),
+    ("elasticity_measured", "protocol", "mixed", "protocol"),
+    ("compression_with_models", "num_bytes", "0", "must be positive"),
+])
+def test_a_bad_value_is_refused_in_one_line_before_a_kernel_starts(capsys, tmp_path, chapter, name, value, message):
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "run", chapter, "-p", name, value, "--out", str(out))
+    assert code == 2 and err.startswith("elasticity: error: ") and err.count("\n") == 1
+    assert message in err
+    assert not out.exists()  # nothing written: the refusal comes before the output folder and the kernel
+
+
+def test_config_calls_are_read_from_the_chapter():
+    calls = dict(book.config_calls(book.chapter_path("rebound")))
+    assert "tasks = None if task is None else (task,)" in calls["rebound"]
+    assert "'family': family" in calls["rebound"] and "**overrides" in calls["rebound"]
+
+
+def test_every_chapter_passes_the_check_with_its_defaults(monkeypatch):
+    for scale in ("smoke", "default"):
+        monkeypatch.setenv("ELASTICITY_SCALE", scale)
+        for path in book.chapters().values():
+            book.check_config(path, {})  # no false refusal of a chapter as it ships
+    assert {module for path in book.chapters().values() for module, _ in book.config_calls(path)} >= {
+        "rebound", "resistance", "model_size", "pretraining_volume", "measured", "compression_protocol",
+        "compression_with_models"}
