@@ -30,7 +30,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import torch  # noqa: E402
 
 from elasticity import archive, coding, compression, models  # noqa: E402
-from elasticity.experiments import compression_with_models  # noqa: E402
+from elasticity.experiments import compression_with_models_units  # noqa: E402
 from elasticity.machine import describe as describe_machine  # noqa: E402
 
 LATEST = Path(__file__).resolve().parent / "latest" / "coder.json"
@@ -38,7 +38,7 @@ LATEST = Path(__file__).resolve().parent / "latest" / "coder.json"
 
 def held_out_text(num_bytes: int) -> str:
     """The held-out text coded: the eval documents of the pre-training corpus, cut to `num_bytes`."""
-    return compression_with_models.held_out_text("pretraining-corpus", num_bytes)
+    return compression_with_models_units.held_out_text("pretraining-corpus", num_bytes)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

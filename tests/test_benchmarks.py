@@ -310,7 +310,8 @@ def test_rejudge_reads_the_status_lines_and_edits_only_judging_modules(tmp_path)
     assert {"verdicts.py", "paper.py", "plotting.py", "rebound_judge.py", "rebound_figures.py", "rebound.py",
             "model_size.py", "measured.py"} <= names
     assert not {n for n in names if n.endswith("_units.py")} and "finetune.py" not in names
-    assert "compression_with_models.py" not in names  # a computation of its own, not a judge of units
+    assert "compression_with_models.py" in names  # its tables are a unit of their own now
+    assert "compression_with_models_units.py" not in names
     (tmp_path / "results" / "kind").mkdir(parents=True)
     (tmp_path / "results" / "kind" / "abc-def").mkdir()
     (tmp_path / "results" / "kind" / ".abc-def.lock").touch()

@@ -7,24 +7,24 @@ from test_compression import bpe_tokenizer, tiny_model
 
 from elasticity import models
 from elasticity.config import UserError
-from elasticity.experiments import compression_with_models
+from elasticity.experiments import compression_with_models, compression_with_models_units
 
 
 def test_held_out_text_and_general_compressors():
-    text = compression_with_models.held_out_text("pretraining-corpus", 600)
+    text = compression_with_models_units.held_out_text("pretraining-corpus", 600)
     assert 0 < len(text.encode()) <= 600
-    bits = compression_with_models.general_purpose_bits(text.encode())
+    bits = compression_with_models_units.general_purpose_bits(text.encode())
     assert set(bits) == {"gzip -9", "bz2 -9", "lzma -9e"} and all(b > 0 and b % 8 == 0 for b in bits.values())
     with pytest.raises(UserError):
-        compression_with_models.Config(num_bytes=0)
+        compression_with_models_units.Config(num_bytes=0)
 
 
 def test_chapter_tables_with_a_test_model(monkeypatch):
     tok = bpe_tokenizer()
     model = tiny_model(len(tok))
     monkeypatch.setattr(models, "load", lambda family="tiny", size=None, **kw: (model, tok))
-    cfg = compression_with_models.Config(sizes=("a",), num_bytes=150, smollm2=False, rates_texts=5, depth=2)
-    coding = compression_with_models.compare_compressors(cfg)
+    cfg = compression_with_models_units.Config(sizes=("a",), num_bytes=150, smollm2=False, rates_texts=5, depth=2)
+    coding = compression_with_models_units.compare_compressors(cfg)
     assert list(coding.compressor) == ["tiny a", "gzip -9", "bz2 -9", "lzma -9e"]
     row = coding.iloc[0]
     assert row.round_trip and row.code_bits <= row.nll_bits * 1.001 + 64
@@ -37,7 +37,7 @@ def test_chapter_tables_with_a_test_model(monkeypatch):
     assert verdict.outcome == "not testable here" and "1 of 1 decompressed files did not decode" in verdict.reason
     long = coding.assign(code_bits=coding.nll_bits * 1.01 + 64)
     assert compression_with_models.judge(long, "tiny")[0].outcome == "contradicted"
-    rates = compression_with_models.rate_table(cfg)
+    rates = compression_with_models_units.rate_table(cfg)
     assert list(rates.data) == ["positive", "negative", "pre-training"]
     # the normalizations shift every part by the same constant
     assert np.ptp(rates["gamma"] - rates["log-leaves"]) < 1e-9
