@@ -42,6 +42,24 @@ def parameters(path: Path) -> dict[str, Any]:
     return found
 
 
+def parameter_help(path: Path) -> str:
+    """The chapter's parameters as `elasticity run CHAPTER --help` lists them: name, default and the cell's
+    own comment (what it means and which values it accepts), one per line."""
+    import io
+    import tokenize
+
+    import jupytext
+
+    (cell,) = [c for c in jupytext.read(path).cells if "parameters" in c.metadata.get("tags", [])]
+    comments = {tok.start[0]: tok.string.lstrip("# ").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(cell.source).readline)
+                if tok.type == tokenize.COMMENT}
+    rows = [(node.targets[0].id, ast.unparse(node.value), comments.get(node.lineno, ""))
+            for node in ast.parse(cell.source).body]
+    width = max(len(f"{name} = {default}") for name, default, _ in rows)
+    return "\n".join(f"  {f'{name} = {default}':<{width}}  {comment}".rstrip() for name, default, comment in rows)
+
+
 def parse_value(name: str, text: str, default: Any) -> Any:
     """A command-line parameter value, parsed as a Python literal and checked against the default's type.
 

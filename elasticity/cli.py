@@ -14,6 +14,14 @@ def _run(args: argparse.Namespace) -> int:
     """Execute one chapter with papermill into runs/<family>/<chapter>.ipynb."""
     from elasticity import book, parallel, paths
 
+    if args.help:
+        print(args.usage())
+        if args.chapter:
+            listed = book.parameter_help(book.chapter_path(args.chapter))
+            print(f"parameters of {args.chapter} (-p NAME VALUE):\n{listed}")
+        return 0
+    if args.chapter is None:
+        raise UserError(f"a chapter is needed; accepted: {', '.join(book.chapters())}")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers}; must be a positive integer (1: no worker processes)")
     workers = parallel.workers() if args.workers is None else args.workers
@@ -140,15 +148,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"elasticity {elasticity.__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    run = verbs.add_parser("run", help="execute one chapter with papermill into runs/<family>/<chapter>.ipynb")
-    run.add_argument("chapter", help="a chapter's file stem, e.g. rebound")
+    run = verbs.add_parser("run", help="execute one chapter with papermill into runs/<family>/<chapter>.ipynb",
+                           add_help=False)
+    run.add_argument("chapter", nargs="?", help="a chapter's file stem, e.g. rebound")
+    run.add_argument("-h", "--help", action="store_true",
+                     help="show this help, and with CHAPTER its parameters (defaults and accepted values)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="set a parameter of the chapter (a Python literal; strings may be bare)")
     run.add_argument("--out", help="output directory (default: runs/<family>/)")
     run.add_argument("--workers", type=int, help="worker processes for the chapter's units (ELASTICITY_WORKERS; "
                      "default 1): several units share a GPU, which one unit leaves mostly idle")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide papermill's progress bar")
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_run, usage=run.format_help)
 
     book = verbs.add_parser("book", help="build the whole book strictly (-W --keep-going)")
     book.add_argument("--scale", choices=["default", "smoke"], help="the scale every chapter runs at")

@@ -306,3 +306,15 @@ def test_every_chapter_passes_the_check_with_its_defaults(monkeypatch):
     assert {module for path in book.chapters().values() for module, _ in book.config_calls(path)} >= {
         "rebound", "resistance", "model_size", "pretraining_volume", "measured", "compression_protocol",
         "compression_with_models"}
+
+
+def test_run_help_with_a_chapter_lists_its_parameters(capsys):
+    code, out, _ = run_cli(capsys, "run", "rebound", "--help")
+    assert code == 0 and "usage:" in out and "parameters of rebound (-p NAME VALUE):" in out
+    for name in book.parameters(book.chapter_path("rebound")):
+        assert f"  {name} = " in out
+    assert "torch device: cpu | cuda | cuda:N | mps" in out  # the cell's own comment: the accepted values
+    code, _, err = run_cli(capsys, "run", "nope", "--help")
+    assert code == 2 and "unknown chapter 'nope'" in err
+    code, _, err = run_cli(capsys, "run")
+    assert code == 2 and err.startswith("elasticity: error: a chapter is needed; accepted: ")
