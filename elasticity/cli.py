@@ -3,11 +3,15 @@
 import argparse
 import json
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import elasticity
 from elasticity.config import UserError
+
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")  # the devices a command accepts
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -109,6 +113,8 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
+    if not _DEVICE.match(args.device):
+        raise UserError(f"--device {args.device!r}; accepted: cpu, cuda, cuda:N, mps")
     from elasticity import data, finetune, models
 
     examples = data.examples(args.dataset, "train", n=args.n, seed=args.seed, label=args.label)
@@ -126,7 +132,22 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_device_and_output(device: str, output: Path) -> None:
+    """Refuse, before any work, a device torch would reject and an output its folder cannot take."""
+    if not _DEVICE.match(device):
+        raise UserError(f"--device {device!r}; accepted: cpu, cuda, cuda:N, mps")
+    folder = output.parent
+    if not folder.is_dir():
+        raise UserError(f"output '{output}': its folder '{folder}' does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UserError(f"output '{output}': cannot write in '{folder}' ({error.strerror})") from None
+
+
 def _compress(args: argparse.Namespace) -> int:
+    _check_device_and_output(args.device, Path(args.output))
     from elasticity import archive
 
     stats = archive.compress_file(Path(args.file), Path(args.output), family=args.family, size=args.size,
@@ -136,6 +157,7 @@ def _compress(args: argparse.Namespace) -> int:
 
 
 def _decompress(args: argparse.Namespace) -> int:
+    _check_device_and_output(args.device, Path(args.output))
     from elasticity import archive
 
     stats = archive.decompress_file(Path(args.file), Path(args.output), device=args.device)

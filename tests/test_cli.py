@@ -318,3 +318,23 @@ def test_run_help_with_a_chapter_lists_its_parameters(capsys):
     assert code == 2 and "unknown chapter 'nope'" in err
     code, _, err = run_cli(capsys, "run")
     assert code == 2 and err.startswith("elasticity: error: a chapter is needed; accepted: ")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compress", "{input}", "-o", "{tmp}/out.elz", "--device", "tpu"], "--device 'tpu'; accepted: cpu, cuda"),
+    (["compress", "{input}", "-o", "/proc/x.elz"], "output '/proc/x.elz': cannot write in '/proc'"),
+    (["compress", "{input}", "-o", "{tmp}/no/such/folder/out.elz"], "its folder"),
+    (["decompress", "{input}", "-o", "{tmp}/out.txt", "--device", "gpu"], "--device 'gpu'"),
+    (["finetune", "--family", "tiny", "--dataset", "rotten-tomatoes", "--label", "positive", "--n", "4",
+      "--out", "{tmp}/ft", "--device", "tpu"], "--device 'tpu'"),
+])
+def test_bad_devices_and_unwritable_outputs_are_refused_before_any_work(tmp_path, argv, message):
+    source = tmp_path / "in.txt"
+    source.write_text("some text\n")
+    argv = [a.format(input=source, tmp=tmp_path) for a in argv]
+    code = ("import sys; from elasticity import cli; code = cli.main(sys.argv[1:]); "
+            "print('torch' in sys.modules); sys.exit(code)")
+    completed = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert completed.returncode == 2 and completed.stderr.count("\n") == 1 and message in completed.stderr
+    assert completed.stdout.split() == ["False"]  # refused before the heavy imports
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"] and source.read_text() == "some text\n"
