@@ -132,6 +132,20 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(kind: type):
+    """An argparse type: a number of `kind` above zero, else argparse's one-line refusal (exit 2)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}; must be above zero")
+        return value
+
+    return parse
+
+
 def _check_device_and_output(device: str, output: Path) -> None:
     """Refuse, before any work, a device torch would reject and an output its folder cannot take."""
     if not _DEVICE.match(device):
@@ -165,8 +179,16 @@ def _decompress(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its refusals in one line (`elasticity run: error: ...`, exit 2) like every other refusal of
+    the command; `--help` still shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elasticity", description=__doc__)
+    parser = _Parser(prog="elasticity", description=__doc__)
     parser.add_argument("--version", action="version", version=f"elasticity {elasticity.__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -205,11 +227,11 @@ def _parser() -> argparse.ArgumentParser:
     fine.add_argument("--size")
     fine.add_argument("--dataset", required=True)
     fine.add_argument("--label", help="a label of the dataset, e.g. positive")
-    fine.add_argument("--n", type=int, help="number of examples (default: all)")
-    fine.add_argument("--epochs", type=float, default=1.0)
-    fine.add_argument("--learning-rate", type=float, default=1e-4)
-    fine.add_argument("--batch-size", type=int, default=8)
-    fine.add_argument("--max-length", type=int, default=128)
+    fine.add_argument("--n", type=_positive(int), help="number of examples (default: all)")
+    fine.add_argument("--epochs", type=_positive(float), default=1.0)
+    fine.add_argument("--learning-rate", type=_positive(float), default=1e-4)
+    fine.add_argument("--batch-size", type=_positive(int), default=8)
+    fine.add_argument("--max-length", type=_positive(int), default=128)
     fine.add_argument("--lora", action="store_true", help="train LoRA adapters instead of all weights")
     fine.add_argument("--seed", type=int, default=0)
     fine.add_argument("--device", default="cpu")

@@ -338,3 +338,19 @@ def test_bad_devices_and_unwritable_outputs_are_refused_before_any_work(tmp_path
     assert completed.returncode == 2 and completed.stderr.count("\n") == 1 and message in completed.stderr
     assert completed.stdout.split() == ["False"]  # refused before the heavy imports
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"] and source.read_text() == "some text\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["finetune", "--dataset", "rotten-tomatoes", "--n", "0", "--out", "x"], "argument --n: '0'; must be above zero"),
+    (["finetune", "--dataset", "rotten-tomatoes", "--epochs", "x", "--out", "x"], "'x' is not a float"),
+    (["finetune", "--dataset", "rotten-tomatoes", "--batch-size", "-2", "--out", "x"], "must be above zero"),
+    (["finetune", "--dataset", "rotten-tomatoes"], "the following arguments are required: --out"),
+    (["book", "--scale", "huge"], "invalid choice: 'huge'"),
+    (["nope"], "invalid choice: 'nope'"),
+    (["pretrain", "--family", "x"], "unrecognized arguments: --family x"),
+])
+def test_argparse_refusals_are_one_line_too(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and message in err and "error:" in err
