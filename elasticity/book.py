@@ -1,6 +1,7 @@
 """Building the book: chapters, their parameters cells, and an execution cache that sees package changes."""
 
 import ast
+import functools
 import hashlib
 import os
 import shutil
@@ -26,16 +27,29 @@ def chapter_path(name: str) -> Path:
     return found[name]
 
 
-def parameters(path: Path) -> dict[str, Any]:
-    """The names and literal default values of a chapter's `parameters` cell, in order."""
+@functools.lru_cache(maxsize=16)
+def _read(path: Path, modified_ns: int):
     import jupytext
 
-    notebook = jupytext.read(path)
-    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    return jupytext.read(path)
+
+
+def _notebook(path: Path):
+    """The chapter as a notebook, read once while its file is unchanged (the checks below each look at it)."""
+    return _read(path, path.stat().st_mtime_ns)
+
+
+def _parameters_cell(path: Path):
+    cells = [c for c in _notebook(path).cells if "parameters" in c.metadata.get("tags", [])]
     if len(cells) != 1:
         raise UserError(f"{path.name} must have exactly one cell tagged 'parameters'; it has {len(cells)}")
+    return cells[0]
+
+
+def parameters(path: Path) -> dict[str, Any]:
+    """The names and literal default values of a chapter's `parameters` cell, in order."""
     found = {}
-    for node in ast.parse(cells[0].source).body:
+    for node in ast.parse(_parameters_cell(path).source).body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
             raise UserError(f"{path.name}: the parameters cell may only assign literals to names")
         found[node.targets[0].id] = ast.literal_eval(node.value)
@@ -48,9 +62,7 @@ def parameter_help(path: Path) -> str:
     import io
     import tokenize
 
-    import jupytext
-
-    (cell,) = [c for c in jupytext.read(path).cells if "parameters" in c.metadata.get("tags", [])]
+    cell = _parameters_cell(path)
     comments = {tok.start[0]: tok.string.lstrip("# ").strip()
                 for tok in tokenize.generate_tokens(io.StringIO(cell.source).readline)
                 if tok.type == tokenize.COMMENT}
@@ -105,11 +117,9 @@ def config_calls(path: Path) -> list[tuple[str, str]]:
     Returns:
         (module, source) per call, `module` a name under `elasticity.experiments`.
     """
-    import jupytext
-
     params = set(parameters(path))
     calls = []
-    for cell in jupytext.read(path).cells:
+    for cell in _notebook(path).cells:
         if cell.cell_type != "code":
             continue
         source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
