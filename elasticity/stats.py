@@ -165,12 +165,17 @@ class Effect:
         return effect_text(self.mean, self.low, self.high, self.n, self.detectable, digits)
 
 
+def is_exact(n: int, low: float) -> bool:
+    """Whether an effect's numbers come from `exact` (no seeds, yet a bound) rather than from seeds."""
+    return n == 0 and math.isfinite(low)
+
+
 def effect_text(mean: float, low: float, high: float, n: int, detectable: float, digits: int = 3) -> str:
     """"0.0053 (95% CI 0.0006 to 0.01; 3 seeds; detectable 0.0071)"; an exact value (n = 0) says so."""
     def g(x: float) -> str:
         return f"{x:.{digits}g}"
 
-    if n == 0 and math.isfinite(low):
+    if is_exact(n, low):
         return f"{g(mean)} (exact; no seeds)"
     if not math.isfinite(low):
         return f"{g(mean)} ({n} seed{'s' if n != 1 else ''}; no interval)"

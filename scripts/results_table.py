@@ -44,7 +44,7 @@ def markdown_table() -> str:
             outcome += f": {row['reason'].removeprefix('precondition failed: ')}"
         interval, seeds = "-", "-"
         if computed:
-            exact = int(row["seeds"]) == 0 and math.isfinite(row["low"])
+            exact = stats.is_exact(int(row["seeds"]), row["low"])
             seeds = "exact" if exact else str(int(row["seeds"]))
             if math.isfinite(row["low"]) and not exact:
                 interval = f"{row['low']:.3g} to {row['high']:.3g}"

@@ -32,11 +32,11 @@ def synthetic_rates(transform=lambda k, l, dp, da, seed: (dp, da)) -> pd.DataFra
 
 
 def analyse(rates, cfg):
-    derivs = measured_judge.derivatives(rates, cfg.fit_l_max)
-    per_seed = measured_judge.per_seed_derivatives(rates, cfg.fit_l_max)
+    slopes = measured_judge.seed_slopes(rates, cfg.fit_l_max)
+    derivs, per_seed = measured_judge.derivatives(slopes), measured_judge.per_seed_derivatives(slopes)
     ratio_table = measured_judge.ratios(derivs, per_seed, cfg.tolerance_factor)
     secant_table = measured_judge.secants(rates, cfg.tolerance_factor)
-    found = measured_judge.judge(rates, ratio_table, secant_table, cfg, "elasticity_measured")
+    found = measured_judge.judge(per_seed, ratio_table, secant_table, cfg, "elasticity_measured")
     return derivs, ratio_table, secant_table, found
 
 
@@ -144,8 +144,9 @@ def test_directions_use_the_books_t_rule():
     assert measured_judge.direction(3.0, 1.0, t3) == "rises" and measured_judge.direction(-3.0, 1.0, t3) == "falls"
     assert measured_judge.direction(3.0, math.nan, t3) == "no resolved change"
     rates = synthetic_rates(jitter)
-    ratio_table = measured_judge.ratios(measured_judge.derivatives(rates, 0.1),
-                                        measured_judge.per_seed_derivatives(rates, 0.1), 10.0)
+    slopes = measured_judge.seed_slopes(rates, 0.1)
+    ratio_table = measured_judge.ratios(measured_judge.derivatives(slopes),
+                                        measured_judge.per_seed_derivatives(slopes), 10.0)
     assert np.allclose(ratio_table.t, t3) and (ratio_table.num_seeds == len(SEEDS)).all()
 
 

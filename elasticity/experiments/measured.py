@@ -64,8 +64,8 @@ def judge(rates, cfg: Config) -> dict:
         `hooke`: per (k, l): |D_a| Delta gamma_a against -|D_p| Delta gamma_p, and the same with KL.
         `verdicts`: the computed verdict (claim `theorem_4_2`).
     """
-    derivs = measured_judge.derivatives(rates, cfg.fit_l_max)
-    per_seed = measured_judge.per_seed_derivatives(rates, cfg.fit_l_max)
+    slopes = measured_judge.seed_slopes(rates, cfg.fit_l_max)
+    derivs, per_seed = measured_judge.derivatives(slopes), measured_judge.per_seed_derivatives(slopes)
     ratio_table = measured_judge.ratios(derivs, per_seed, cfg.tolerance_factor)
     secant_table = measured_judge.secants(rates, cfg.tolerance_factor)
     return {
@@ -74,7 +74,7 @@ def judge(rates, cfg: Config) -> dict:
         "secants": secant_table,
         "exponents": measured_judge.exponents(derivs, ratio_table),
         "hooke": measured_judge.hooke(rates, cfg.pretraining_size),
-        "verdicts": verdicts.to_frame(measured_judge.judge(rates, ratio_table, secant_table, cfg, CHAPTER)),
+        "verdicts": verdicts.to_frame(measured_judge.judge(per_seed, ratio_table, secant_table, cfg, CHAPTER)),
     }
 
 

@@ -17,18 +17,28 @@ THEOREM_PROTOCOLS = ("joint",)  # the protocols that meet the theorem's hypothes
 LEVEL = 0.95  # one-sided Student-t level of the words "rises" / "falls" and the |ratio| interval (descriptions)
 
 
-def derivatives(rates: pd.DataFrame, fit_l_max: float) -> pd.DataFrame:
-    """d gamma/dl at l -> 0 per (k, dataset): per seed a slope through the origin over 0 < l <= fit_l_max,
-    then the mean over seeds with its standard error (with one seed: the slope's own standard error)."""
+def seed_slopes(rates: pd.DataFrame, fit_l_max: float) -> pd.DataFrame:
+    """d gamma/dl at l -> 0 per (k, dataset, seed): the slope through the origin over 0 < l <= fit_l_max, with
+    its own standard error, and the fit's largest l and number of l values."""
     fit = rates[(rates.l > 0) & (rates.l <= fit_l_max + 1e-12)]
     rows = []
-    for (k, name), group in fit.groupby(["k", "dataset"]):
-        per_seed = [stats.slope_through_origin(g.l, g.delta_gamma_bits) for _, g in group.groupby("seed")]
-        mean, se = stats.mean_se([b for b, _ in per_seed])
-        if len(per_seed) == 1:
-            se = per_seed[0][1]
-        rows.append({"k": k, "dataset": name, "dgamma_dl_bits": mean, "se_bits": se, "num_seeds": len(per_seed),
-                     "l_max": float(group.l.max()), "num_l": int(group.l.nunique())})
+    for (k, name, seed), g in fit.groupby(["k", "dataset", "seed"]):
+        slope, se = stats.slope_through_origin(g.l, g.delta_gamma_bits)
+        rows.append({"k": k, "dataset": name, "seed": seed, "slope": slope, "slope_se": se,
+                     "l_max": float(g.l.max()), "num_l": int(g.l.nunique())})
+    return pd.DataFrame(rows)
+
+
+def derivatives(slopes: pd.DataFrame) -> pd.DataFrame:
+    """d gamma/dl at l -> 0 per (k, dataset) from `seed_slopes`: the mean over seeds with its standard error
+    (with one seed: the slope's own standard error)."""
+    rows = []
+    for (k, name), group in slopes.groupby(["k", "dataset"]):
+        mean, se = stats.mean_se(group.slope)
+        if len(group) == 1:
+            se = float(group.slope_se.iloc[0])
+        rows.append({"k": k, "dataset": name, "dgamma_dl_bits": mean, "se_bits": se, "num_seeds": len(group),
+                     "l_max": float(group.l_max.max()), "num_l": int(group.num_l.max())})
     return pd.DataFrame(rows)
 
 
@@ -37,14 +47,10 @@ def direction(mean: float, se: float, t: float) -> str:
     return {1: "rises", -1: "falls", 0: "no resolved change"}[stats.resolved_sign(mean, se, t)]
 
 
-def per_seed_derivatives(rates: pd.DataFrame, fit_l_max: float) -> pd.DataFrame:
-    """d gamma/dl at l -> 0 per (k, seed): columns k, seed, `a` (D_a) and `p` (D_p), bits/token per unit l."""
-    fit = rates[(rates.l > 0) & (rates.l <= fit_l_max + 1e-12)]
-    rows = []
-    for (k, seed), group in fit.groupby(["k", "seed"]):
-        slope = {name: stats.slope_through_origin(g.l, g.delta_gamma_bits)[0] for name, g in group.groupby("dataset")}
-        rows.append({"k": k, "seed": seed, "a": slope["D_a"], "p": slope["D_p"]})
-    return pd.DataFrame(rows, columns=["k", "seed", "a", "p"])
+def per_seed_derivatives(slopes: pd.DataFrame) -> pd.DataFrame:
+    """`seed_slopes` per (k, seed): columns k, seed, `a` (D_a) and `p` (D_p), bits/token per unit l."""
+    wide = slopes.pivot(index=["k", "seed"], columns="dataset", values="slope")
+    return wide[["D_a", "D_p"]].rename(columns={"D_a": "a", "D_p": "p"}).reset_index().rename_axis(columns=None)
 
 
 def band_margin(a, p, k: float, factor: float):
@@ -175,14 +181,14 @@ def holding_l_range(secant_table: pd.DataFrame) -> list[float]:
     return sorted(float(l) for l, good in ok.items() if good)  # noqa: E741
 
 
-def judge(rates: pd.DataFrame, ratio_table: pd.DataFrame, secant_table: pd.DataFrame, cfg: Config,
+def judge(per: pd.DataFrame, ratio_table: pd.DataFrame, secant_table: pd.DataFrame, cfg: Config,
           chapter: str) -> list[verdicts.Verdict]:
-    """The verdicts on Theorem 4.2, one per k: the per-seed `band_margin` at l -> 0 by the book's rule.
+    """The verdicts on Theorem 4.2, one per k: the per-seed `band_margin` at l -> 0 (`per` is
+    `per_seed_derivatives`) by the book's rule.
 
     Only a protocol of THEOREM_PROTOCOLS trains on the size-weighted union that the theorem assumes; under
     any other the effects are still computed and recorded, but the outcome is "not testable here".
     """
-    per = per_seed_derivatives(rates, cfg.fit_l_max)
     good_l = holding_l_range(secant_table)
     l_text = ", ".join(f"{v:g}" for v in good_l) if good_l else "none"
     precondition = None

@@ -73,10 +73,8 @@ def judge_threshold(summary, cfg: Config, no_lift: str | None = None) -> verdict
     drop at the largest budget is not above zero (no effect for the smallest budget's to be a fraction of).
     """
     budgets = list(cfg.token_budgets)
-    sub = summary[summary["reverse"] == "sft"]
-    drops = sub.groupby(["budget_tokens", "seed"])["initial_drop"].mean()
-    small, large = drops.loc[budgets[0]], drops.loc[budgets[-1]]
-    small, large = small.align(large, join="inner")
+    drops = rebound_judge.by_seed(summary, "budget_tokens", "initial_drop")[[budgets[0], budgets[-1]]].dropna()
+    small, large = drops[budgets[0]], drops[budgets[-1]]
     appears = stats.effect(large)
     precondition = no_lift or verdicts.precondition_of(f"the initial drop at {_tokens(budgets[-1])}", appears)
     return verdicts.judged(

@@ -302,19 +302,24 @@ def judge_kl_table(per: pd.DataFrame, chapter: str, epsilon: float, family: str)
 # ---------------------------------------------------------------------------------------------------------
 
 
+def by_seed(summary: pd.DataFrame, by: str, column: str) -> pd.DataFrame:
+    """`column` of the SFT curves (`per_seed`: the mean over positive sizes), one row per seed and one column per
+    value of `by` (a model size, a token budget)."""
+    sft = summary[summary["reverse"] == "sft"]
+    return per_seed(sft, column, [by]).pivot(index="seed", columns=by, values=column)
+
+
 def model_trend(summary: pd.DataFrame, by: str, order: list, column: str = "initial_slope") -> pd.DataFrame:
     """Per value of `by` (in `order`): mean ± se over seeds of `column` averaged over positive sizes.
 
     Also the paired (same seed) difference from the first value of `order`: `vs_first_mean`, `vs_first_se`.
     """
-    sub = summary[summary["reverse"] == "sft"]
-    seeds = sub.groupby([by, "seed"], as_index=False, dropna=False)[column].mean()
-    first = seeds[seeds[by] == order[0]].set_index("seed")[column]
+    seeds = by_seed(summary, by, column)
     rows = []
     for value in order:
-        g = seeds[seeds[by] == value].set_index("seed")[column]
+        g = seeds[value].dropna()
         mean, se = stats.mean_se(g)
-        diff_mean, diff_se = stats.mean_se((g - first).dropna())
+        diff_mean, diff_se = stats.mean_se((g - seeds[order[0]]).dropna())
         rows.append({by: value, f"{column}_mean": mean, f"{column}_se": se, "vs_first_mean": diff_mean,
                      "vs_first_se": diff_se, "seeds": len(g)})
     return pd.DataFrame(rows)
@@ -333,11 +338,8 @@ def model_trends(summary: pd.DataFrame, by: str, order: list, columns: list[str]
 def paired_change(summary: pd.DataFrame, by: str, order: list, column: str) -> pd.Series:
     """Per seed, `column` (mean over positive sizes) at the last value of `order` less at the first: the
     paired (same-seed) change along `by`."""
-    sub = summary[summary["reverse"] == "sft"]
-    seeds = sub.groupby([by, "seed"], as_index=False, dropna=False)[column].mean()
-    first = seeds[seeds[by] == order[0]].set_index("seed")[column]
-    last = seeds[seeds[by] == order[-1]].set_index("seed")[column]
-    return (last - first).dropna()
+    seeds = by_seed(summary, by, column)
+    return (seeds[order[-1]] - seeds[order[0]]).dropna()
 
 
 def lift_by_model(summary: pd.DataFrame, by: str, order: list, label=str) -> str | None:

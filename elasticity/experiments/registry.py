@@ -120,9 +120,8 @@ def collect_verdicts(*, cache=None) -> pd.DataFrame:
         if module is not None:
             result = results.load(module.NAME, module.config(), module.run, cache=cache)
         if result is not None:
-            for v in verdicts.from_frame(result["verdicts"]):
-                rows.append({"experiment": name, **verdicts.to_frame([v]).iloc[0].to_dict(),
-                             "status": STATUS_COMPUTED})
+            checked = verdicts.to_frame(verdicts.from_frame(result["verdicts"]))  # records, validated
+            rows += [{"experiment": name, **row, "status": STATUS_COMPUTED} for row in checked.to_dict("records")]
             continue
         status = STATUS_NOT_COMPUTED if module is not None else STATUS_NO_MODULE
         for claim in claims_of(name):
