@@ -146,13 +146,18 @@ def config_calls(path: Path) -> list[tuple[str, str]]:
     return calls
 
 
-def check_config(path: Path, values: dict[str, Any]) -> None:
-    """Build each experiment config the chapter builds from its parameters (`config_calls`), with `values` over
-    the defaults, so that a bad value (an unknown family, size, device, task, a seed that is not an int...) is
-    refused in one line (`UserError`) before a kernel starts, by the same checks the kernel would run."""
+def chapter_configs(path: Path, values: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """Each experiment config the chapter builds from its parameters (`config_calls`), with `values` over the
+    defaults, built outside the kernel by the same checks the kernel would run: a bad value (an unknown family,
+    size, device, task, a seed that is not an int...) is refused in one line (`UserError`) before a kernel starts.
+
+    Returns:
+        (module, config) per call that could be built here (a call needing earlier cells' names is left out).
+    """
     import importlib
 
     given = {**parameters(path), **values}
+    built = []
     for module_name, source in config_calls(path):
         try:
             module = importlib.import_module(f"elasticity.experiments.{module_name}")
@@ -164,9 +169,28 @@ def check_config(path: Path, values: dict[str, Any]) -> None:
         except NameError:
             continue  # the call needs names from earlier cells: only the kernel can build it
         try:
-            module.config(**namespace["_kwargs"])
+            built.append((module, module.config(**namespace["_kwargs"])))
         except (TypeError, ValueError) as error:  # a value the config cannot take at all
             raise UserError(f"chapter {path.stem!r}: {error}") from None
+    return built
+
+
+def check_config(path: Path, values: dict[str, Any]) -> None:
+    """Refuse, in one line, a parameter value the chapter's experiment configs cannot take (`chapter_configs`)."""
+    chapter_configs(path, values)
+
+
+def archivable_configs(path: Path, values: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """The chapter's (module, config) pairs whose experiment can be archived (`elasticity.archived`), or a
+    `UserError` naming the chapters that can."""
+    found = [(m, c) for m, c in chapter_configs(path, values) if hasattr(m, "judged") and m.CHAPTER == path.stem]
+    if not found:
+        from elasticity.experiments import registry
+
+        accepted = [n for n, m in registry.EXPERIMENTS.items() if hasattr(m, "judged")]
+        raise UserError(f"chapter {path.stem!r} has no archivable experiment; --archive accepts the chapters of: "
+                        f"{', '.join(registry.chapter_of(n) for n in accepted)}")
+    return found
 
 
 def package_fingerprint() -> str:

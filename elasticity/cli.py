@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
     parallel.check_fits(workers, values.get("family", defaults.get("family")) or "tiny",
                         str(values.get("device", defaults.get("device")) or "cpu"))
     book.check_config(source, values)  # bad values refused here, in one line, before a kernel starts
+    archivable = book.archivable_configs(source, values) if args.archive else []
     out_dir = Path(args.out) if args.out else paths.runs_dir() / family
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{args.chapter}.ipynb"
@@ -56,6 +58,11 @@ def _run(args: argparse.Namespace) -> int:
         cwd=str(source.parent), progress_bar=args.progress,
     )
     print(output)
+    if archivable:
+        from elasticity import archived
+
+        for module, cfg in archivable:
+            print(archived.write(module, cfg, command=args.command_line))
     return 0
 
 
@@ -202,6 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output directory (default: runs/<family>/)")
     run.add_argument("--workers", type=int, help="worker processes for the chapter's units (ELASTICITY_WORKERS; "
                      "default 1): several units share a GPU, which one unit leaves mostly idle")
+    run.add_argument("--archive", action="store_true",
+                     help="then archive its measured tables with provenance as results/<family>/<chapter>.json")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide papermill's progress bar")
     run.set_defaults(handler=_run, usage=run.format_help)
 
@@ -258,6 +267,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `elasticity` console script; bad input exits 2 with a one-line message."""
     args = _parser().parse_args(argv)
+    args.command_line = shlex.join(["elasticity", *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.handler(args)
     except UserError as error:

@@ -1,0 +1,121 @@
+"""Tests of archived results: a smoke-scale run -> archive -> re-judge and render round trip, and every refusal."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from elasticity import archived
+from elasticity.config import UserError
+from elasticity.experiments import resistance, resistance_figures, resistance_judge
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """A smoke-scale resistance run of the tiny family, cached, and its archive (in a directory of its own)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ELASTICITY_CACHE", str(tmp_path_factory.mktemp("cache")))
+        patch.setenv(archived.ENV, str(tmp_path_factory.mktemp("archives")))
+        patch.setenv("ELASTICITY_SCALE", "smoke")
+        cfg = resistance.config()
+        live = resistance.run(cfg)
+        path = archived.write(resistance, cfg, command="elasticity run resistance --archive")
+        yield cfg, live, path, patch
+
+
+@pytest.mark.slow
+def test_round_trip_rejudges_to_the_live_result(smoke):
+    cfg, live, path, _ = smoke
+    assert path == archived.path_of("tiny", "resistance")
+    read = archived.read(path, resistance)
+    assert read.config == cfg and read.family == "tiny" and read.scale == "smoke"
+    for name in resistance.TABLES:
+        pd.testing.assert_frame_equal(read.tables[name], live[name])
+    found, refused = archived.rejudge(resistance)
+    assert refused == [] and len(found) == 1
+    rejudged = found[0]
+    assert not rejudged.stale
+    pd.testing.assert_frame_equal(rejudged.result["verdicts"], live["verdicts"])
+    pd.testing.assert_frame_equal(rejudged.result["cells"], live["cells"])
+    # What the chapter renders from it: a figure, a table, the provenance line.
+    assert resistance_figures.plot_cells(rejudged.result) is not None
+    assert len(resistance_judge.layout(rejudged.result["cells"], "final_loss_nats")) == len(cfg.datasets)
+    provenance = read.provenance
+    assert provenance["code_key"] == archived.code_key(resistance.cached_units(cfg))
+    assert len(provenance["units"]) == len(resistance.cached_units(cfg))
+    assert provenance["numerics"]["cpu_capability"] and provenance["versions"]["torch"]
+    assert "scale `smoke`" in rejudged.provenance_line and "stale" not in rejudged.provenance_line
+
+
+@pytest.mark.slow
+def test_a_changed_code_key_is_named_stale(smoke, tmp_path):
+    cfg, _, path, patch = smoke
+    record = json.loads(path.read_text())
+    record["provenance"]["code_key"] = "0" * 16
+    other = tmp_path / "tiny" / "resistance.json"
+    other.parent.mkdir()
+    other.write_text(json.dumps(record))
+    read = archived.read(other, resistance)
+    assert read.is_stale(resistance)
+    assert "the measuring code has changed since (stale)" in read.provenance_line(resistance)
+
+
+def _refused(text: str, tmp_path) -> str:
+    bad = tmp_path / "tiny" / "resistance.json"
+    bad.parent.mkdir(exist_ok=True)
+    bad.write_text(text)
+    with pytest.raises(archived.ArchiveError) as caught:
+        archived.read(bad, resistance)
+    message = str(caught.value)
+    assert "\n" not in message and str(bad) in message
+    return message
+
+
+def _doctored(path, tmp_path, change) -> str:
+    record = json.loads(path.read_text())
+    change(record)
+    return _refused(json.dumps(record), tmp_path)
+
+
+@pytest.mark.slow
+def test_each_bad_archive_is_refused_in_one_line(smoke, tmp_path):
+    _, _, path, _ = smoke
+    text = path.read_text()
+    assert "not valid JSON" in _refused(text[: len(text) // 2], tmp_path)  # truncated
+    assert "not valid JSON" in _refused("{" + text, tmp_path)  # malformed
+    assert "provenance lacks commit" in _doctored(path, tmp_path, lambda r: r["provenance"].pop("commit"))
+    assert "lacks provenance" in _doctored(path, tmp_path, lambda r: r.pop("provenance"))
+    assert "not 'resistance'" in _doctored(path, tmp_path, lambda r: r.update(chapter="rebound"))
+    assert "lacks a table" in _doctored(path, tmp_path, lambda r: r["tables"].pop("runs"))
+    assert "format" in _doctored(path, tmp_path, lambda r: r.update(format=99))
+
+
+@pytest.mark.slow
+def test_a_refused_archive_does_not_stop_the_others(smoke, tmp_path):
+    _, _, path, patch = smoke
+    (path.parent.parent / "other-family").mkdir(exist_ok=True)
+    bad = path.parent.parent / "other-family" / "resistance.json"
+    bad.write_text(path.read_text()[:100])
+    try:
+        found, refused = archived.rejudge(resistance)
+    finally:
+        bad.unlink()
+    assert [r.archived.family for r in found] == ["tiny"]
+    assert len(refused) == 1 and str(bad) in refused[0]
+
+
+@pytest.mark.slow
+def test_write_refuses_units_that_are_not_cached(smoke):
+    cfg, _, path, _ = smoke
+    before = path.read_text()
+    with pytest.raises(UserError, match="are not cached"):
+        archived.write(resistance, resistance.config(seeds=(7,)), command="test")
+    assert path.read_text() == before  # nothing already archived is lost
+
+
+def test_run_archive_refuses_a_chapter_without_an_archivable_experiment(capsys):
+    from elasticity import cli
+
+    assert cli.main(["run", "theory_elasticity", "--archive"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "no archivable experiment" in error and "resistance" in error
