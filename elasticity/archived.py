@@ -34,8 +34,8 @@ FORMAT = 1
 MAX_BYTES = 1_000_000  # an archive is small text: tables, not checkpoints
 ENV = "ELASTICITY_ARCHIVES"  # another directory for the archives than the checkout's results/ (tests)
 FIELDS = ("format", "chapter", "experiment", "family", "scale", "config", "tables", "provenance")
-PROVENANCE = ("commit", "dirty", "code_key", "code", "config", "scale", "device", "numerics", "versions", "machine",
-              "units", "wall_time_s", "created_utc", "command")
+PROVENANCE = ("commit", "dirty", "code_key", "code", "config", "scale", "device", "num_parameters", "numerics",
+              "versions", "machine", "units", "wall_time_s", "created_utc", "command")
 
 
 class ArchiveError(UserError):
@@ -96,9 +96,10 @@ class Archived:
         where = f"{p['device']} ({numerics.get('cpu') or p['machine'].get('processor')}"
         if numerics.get("cpu_capability"):
             where += f", {numerics['cpu_capability']} kernels, {numerics.get('torch_threads')} threads"
-        line = (f"Archived {p['created_utc'][:10]} at commit `{commit}`{' with uncommitted changes' if p['dirty'] else ''}"
-                f", scale `{self.scale}`, on {where}), {len(p['units'])} units in {p['wall_time_s'] / 60:.1f} min "
-                f"of compute, torch {p['versions'].get('torch')}; command `{p['command']}`.")
+        dirty = " with uncommitted changes" if p["dirty"] else ""
+        line = (f"Archived {p['created_utc'][:10]} at commit `{commit}`{dirty}, scale `{self.scale}`, on {where}), "
+                f"{len(p['units'])} units in {p['wall_time_s'] / 60:.1f} min of compute, torch "
+                f"{p['versions'].get('torch')}; command `{p['command']}`.")
         if self.is_stale(module):
             line += f" Archived at commit `{commit}`; the measuring code has changed since (stale)."
         return line
@@ -112,6 +113,15 @@ def _unit_records(units: list[results.Unit]) -> dict[str, dict]:
         found[f"{unit.name}/{entry}"] = {"wall_time_s": record["wall_time_s"], "created_utc": record["created_utc"],
                                          "numerics": record.get("numerics")}
     return found
+
+
+def _num_parameters(cfg: Any) -> int | None:
+    """The parameter count of the config's model (family and size), or None where the family does not say."""
+    from elasticity import models
+
+    size = getattr(cfg, "size", None) or models.default_size(cfg.family)
+    rows = [r for r in models.info(cfg.family) if r.get("size") in (size, "default")]
+    return int(rows[0]["num_parameters"]) if rows and rows[0].get("num_parameters") else None
 
 
 def write(module: ModuleType, cfg: Any, *, command: str) -> Path:
@@ -136,6 +146,7 @@ def write(module: ModuleType, cfg: Any, *, command: str) -> Path:
         "config": dataclasses.asdict(cfg),
         "scale": scale,
         "device": cfg.device,
+        "num_parameters": _num_parameters(cfg),
         "numerics": first.get("numerics"),
         "versions": first["versions"],
         "machine": first["machine"],

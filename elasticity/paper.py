@@ -92,6 +92,8 @@ TABLE3_EPSILON = 0.01
 REBOUND_POSITIVE_SIZES = (1000, 2000, 5000, 10000)
 REBOUND_NEGATIVE_SIZES = (100, 200, 500, 1000, 2000)
 RESISTANCE_MODELS = ("Llama2-7B", "Llama2-13B", "Llama3-8B")
+# Their parameter counts as their model cards publish them (the paper names the models, not the counts).
+RESISTANCE_MODEL_PARAMETERS = {"Llama2-7B": 6.74e9, "Llama2-13B": 13.0e9, "Llama3-8B": 8.03e9}
 RESISTANCE_DATASETS = ("Alpaca", "TruthfulQA", "BeaverTails")
 QWEN_SIZES = ("Qwen1.5-0.5B", "Qwen1.5-4B", "Qwen1.5-7B")
 TINYLLAMA_TOKENS = ("0.1T", "0.5T", "1.0T", "2.0T", "2.5T", "3.0T")

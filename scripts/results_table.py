@@ -21,14 +21,17 @@ START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
 def markdown_table() -> str:
     """The verdicts as Markdown, with the commit and scale they were computed at."""
     frame = registry.collect_verdicts()
+    families = registry.family_columns(frame, registry.collect_archived())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=paths.project_root()).stdout.strip()
     lines = [f"Computed at commit `{commit}`, scale `{config.scale()}`, family `tiny` (CPU). Each row is one effect "
              "per seed in the paper's direction (positive: as the paper says), with its 95% interval and the "
-             "smallest effect the design detects with 80% power.", "",
+             "smallest effect the design detects with 80% power."
+             + (" Each archived family's column gives its outcome and effect, judged now from its archive "
+                "(`results/<family>/`)." if families else ""), "",
              "| claim (paper source) | part | effect (paper's direction) | effect | 95% interval | seeds | "
-             "detectable | paper | outcome |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "detectable | paper | outcome |" + "".join(f" {f} (archived) |" for f in families),
+             "|---|---|---|---|---|---|---|---|---|" + "---|" * len(families)]
 
     def cell(text) -> str:
         missing = text is None or text == "" or (isinstance(text, float) and math.isnan(text))
@@ -37,7 +40,7 @@ def markdown_table() -> str:
     def number(x) -> str:
         return "-" if x is None or not math.isfinite(x) else f"{x:.3g}"
 
-    for row in frame.to_dict("records"):
+    for i, row in enumerate(frame.to_dict("records")):
         computed = row["status"] == registry.STATUS_COMPUTED
         outcome = row["outcome"] if computed else row["status"]
         if computed and outcome == stats.NOT_TESTABLE:
@@ -50,7 +53,8 @@ def markdown_table() -> str:
                 interval = f"{row['low']:.3g} to {row['high']:.3g}"
         lines.append(f"| {row['claim']} ({row['source']}) | {cell(row['task'])} | {cell(row['measure'])} | "
                      f"{number(row['effect']) if computed else '-'} | {interval} | {seeds} | "
-                     f"{number(row['detectable']) if computed else '-'} | {cell(row['paper'])} | {outcome} |")
+                     f"{number(row['detectable']) if computed else '-'} | {cell(row['paper'])} | {outcome} |"
+                     + "".join(f" {cell(cells[i])} |" for cells in families.values()))
     return "\n".join(lines)
 
 

@@ -121,3 +121,15 @@ def tiny_model_dir(tmp_path, tiny_tokenizer):
     make_model(tiny_tokenizer).save_pretrained(directory)
     tiny_tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(autouse=True)
+def no_repository_archives(tmp_path_factory, monkeypatch):
+    """Tests see no archived real-model runs unless they write their own: the repository's results/ would add a
+    column to every verdict table. A test (or module fixture) that set ELASTICITY_ARCHIVES keeps its own."""
+    import os
+
+    from elasticity import archived
+
+    if archived.ENV not in os.environ:
+        monkeypatch.setenv(archived.ENV, str(tmp_path_factory.mktemp("no-archives")))

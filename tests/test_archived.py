@@ -119,3 +119,16 @@ def test_run_archive_refuses_a_chapter_without_an_archivable_experiment(capsys):
     assert cli.main(["run", "theory_elasticity", "--archive"]) == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "no archivable experiment" in error and "resistance" in error
+
+
+def test_the_repositorys_archives_are_readable(monkeypatch):
+    """Every archive committed under results/ reads and is judged by today's code (stale or not: that the
+    chapter says in words)."""
+    from elasticity import paths
+
+    monkeypatch.setenv(archived.ENV, str(paths.project_root() / "results"))
+    found, refused = archived.rejudge(resistance)
+    assert refused == []
+    for rejudged in found:
+        assert rejudged.archived.provenance["commit"] and not rejudged.archived.provenance["dirty"]
+        assert set(rejudged.result["verdicts"]["claim"]) == set(resistance.CLAIMS)

@@ -46,3 +46,41 @@ def test_computed_verdicts_are_read_from_the_cache(tmp_path, monkeypatch):
     assert row.seeds == 3 and row.high < 0 and row.task == "k = 10"
     text = registry.verdicts_markdown(table, linkable=set())
     assert "**contradicted**" in text and "| k = 10 | m | -0.25 (95% CI " in text
+
+
+def _archived_row(claim, task, outcome_values, stale=False):
+    v = verdicts.judged(claim, "resistance", family="smollm2-135m", task=task, measure="m",
+                        effect=stats.effect(outcome_values), ours="ours", paper="theirs")
+    return {"experiment": "resistance", **verdicts.to_frame([v]).iloc[0].to_dict(), "stale": stale,
+            "commit": "abcdef1234"}
+
+
+def test_each_archived_family_adds_a_column_matched_by_claim_and_task(tmp_path):
+    import pandas as pd
+
+    table = registry.collect_verdicts(cache=tmp_path)  # nothing live: one row per claim, no task
+    archived_table = pd.DataFrame([_archived_row("resistance", "loss", [0.3, 0.2, 0.25]),
+                                   _archived_row("resistance_kl", "KL", [-0.3, 0.2, 0.25], stale=True)],
+                                  columns=registry.ARCHIVED_COLUMNS)
+    columns = registry.family_columns(table, archived_table)
+    assert list(columns) == ["smollm2-135m"]
+    cells = dict(zip(table.claim, columns["smollm2-135m"], strict=True))
+    assert cells["resistance"].startswith("loss: reproduced: 0.25 (95% CI ")
+    assert cells["resistance_kl"].startswith("KL: stale (archived at abcdef1234; the measuring code has changed")
+    assert cells["rebound_two_phase"] == ""
+    text = registry.verdicts_markdown(table, set(), columns)
+    assert "| smollm2-135m (archived) |" in text.splitlines()[0]
+    import re
+
+    bars = [len(re.findall(r"(?<!\\)\|", line)) for line in text.splitlines()]  # unescaped: cell borders
+    assert set(bars) == {bars[1]}
+
+    live = table.astype({"task": object})  # a live row of the same claim and task gets the family's verdict of that part only
+    live.loc[live.claim == "resistance", "task"] = "loss"
+    assert dict(zip(live.claim, registry.family_columns(live, archived_table)["smollm2-135m"],
+                    strict=True))["resistance"].startswith("reproduced: 0.25")
+
+
+def test_no_archive_adds_no_column(tmp_path):
+    table = registry.collect_verdicts(cache=tmp_path)
+    assert registry.family_columns(table, registry.collect_archived()) == {}

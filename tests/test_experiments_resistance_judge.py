@@ -18,6 +18,7 @@ def _runs(differences: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
                 row = {"dataset": dataset, "model": "m", "seed": seed, "k": pair[0], "l": pair[1],
                        "pair": resistance_units.pair_label(pair), "direction": direction, "steps": 4}
                 row.update({metric: value for metric in resistance_judge.METRICS})
+                row["kl_before_nats"] = 1.0 + 0.01 * seed  # checkpoints far apart: the precondition holds
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -80,3 +81,17 @@ def test_layouts_follow_the_papers_table():
     assert filled == len(paper.table1_resistance())
     first = ours.set_index(["dataset", "model"]).loc[("Alpaca", "Llama2-7B"), "θ2→θ1 vs θ1→θ2"]
     assert first == "0.159 vs 0.202"
+
+
+def test_checkpoints_too_close_to_tell_apart_make_every_row_not_testable():
+    runs = _runs({("d1", "a"): [0.10, 0.11, 0.09], ("d1", "b"): [0.10, 0.12, 0.08]})
+    assert resistance_judge.checkpoints_differ(runs) is None  # KL before about 1 nat/token
+    close = runs.copy()
+    b = close["pair"] == resistance_units.pair_label((2, 3))
+    close.loc[b, "kl_before_nats"] = [0.002, 0.002, 0.003, 0.003, 0.001, 0.002]  # one pair: nearly identical
+    reason = resistance_judge.checkpoints_differ(close)
+    assert reason.startswith("precondition failed") and str(resistance_judge.MIN_CHECKPOINT_KL) in reason
+    cells = resistance_judge.summarize(close)
+    judged = resistance_judge.judge(close, cells, chapter="resistance", family="m")
+    assert {v.outcome for v in judged} == {"not testable here"} and all(v.reason == reason for v in judged)
+    assert judged[0].effect > 0  # the effect's numbers are kept

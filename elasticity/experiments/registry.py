@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pandas as pd
 
-from elasticity import paper, paths, results, stats, verdicts
+from elasticity import archived, paper, paths, results, stats, verdicts
 from elasticity.config import unknown
 
 
@@ -136,6 +136,51 @@ def collect_verdicts(*, cache=None) -> pd.DataFrame:
     return frame
 
 
+ARCHIVED_COLUMNS = ["experiment", *verdicts.COLUMNS, "stale", "commit"]
+
+
+def collect_archived() -> pd.DataFrame:
+    """The verdicts of every archived run (`results/<family>/<chapter>.json`), judged now by today's code.
+
+    Returns:
+        One row per verdict: experiment, the record's fields (`verdicts.COLUMNS`), `stale` (the measuring code
+        changed since the archive was written) and the archive's `commit`. Archives that are refused are left out
+        here; their chapter names them.
+    """
+    rows = []
+    for name, module in EXPERIMENTS.items():
+        if not hasattr(module, "judged"):
+            continue
+        for found in archived.rejudge(module)[0]:
+            checked = verdicts.to_frame(verdicts.from_frame(found.result["verdicts"]))
+            rows += [{"experiment": name, **row, "stale": found.stale,
+                      "commit": found.archived.provenance["commit"][:10]} for row in checked.to_dict("records")]
+    return pd.DataFrame(rows, columns=ARCHIVED_COLUMNS)
+
+
+def family_columns(table: pd.DataFrame, archived_table: pd.DataFrame) -> dict[str, list[str]]:
+    """One column per archived family, aligned with the rows of `table` (`collect_verdicts`) by claim and task:
+    the outcome and effect of that family's verdict, marked stale where its measuring code changed; "" where the
+    family has no verdict for the row."""
+    def text(r) -> str:
+        effect = stats.effect_text(r["effect"], r["low"], r["high"], int(r["seeds"]), r["detectable"])
+        if r["stale"]:
+            return f"stale (archived at {r['commit']}; the measuring code has changed since): {r['outcome']}: {effect}"
+        return f"{r['outcome']}: {effect}"
+
+    columns = {}
+    for family, rows in archived_table.groupby("family", sort=True):
+        records = rows.to_dict("records")
+        cells = []
+        for claim, task in zip(table["claim"], table["task"], strict=True):
+            if isinstance(task, str):
+                cells.append("; ".join(text(r) for r in records if (r["claim"], r["task"]) == (claim, task)))
+            else:  # a row of a claim not computed live: every part of the family's verdict on it
+                cells.append("; ".join(f"{r['task']}: {text(r)}" for r in records if r["claim"] == claim))
+        columns[family] = cells
+    return columns
+
+
 def effect_cell(row) -> str:
     """A verdict row's effect for a table cell: mean, 95% interval, seeds, detectable; "" when not computed."""
     if row["status"] != STATUS_COMPUTED:
@@ -157,14 +202,17 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def verdicts_markdown(frame: pd.DataFrame, linkable: set[str]) -> str:
+def verdicts_markdown(frame: pd.DataFrame, linkable: set[str], families: dict[str, list[str]] | None = None) -> str:
     """The table of `collect_verdicts` as MyST markdown: each chapter linked with {doc} when it is in the book.
 
-    A row without a computed outcome shows its status ("not computed yet", ...) in place of an outcome.
+    A row without a computed outcome shows its status ("not computed yet", ...) in place of an outcome. Each
+    archived family of `families` (`family_columns`) adds a column.
     """
+    families = families or {}
     lines = ["| claim of the paper | paper's figure | chapter | part | effect (paper's direction) | "
-             "effect, 95% interval, seeds, detectable | outcome |", "|---|---|---|---|---|---|---|"]
-    for row in frame.to_dict("records"):
+             "effect, 95% interval, seeds, detectable | outcome |" + "".join(f" {f} (archived) |" for f in families),
+             "|---|---|---|---|---|---|---|" + "---|" * len(families)]
+    for i, row in enumerate(frame.to_dict("records")):
         if _cell(row["chapter"]) == "":
             chapter = "none"
         elif row["chapter"] in linkable:
@@ -173,5 +221,6 @@ def verdicts_markdown(frame: pd.DataFrame, linkable: set[str]) -> str:
             chapter = f"`{row['chapter']}` (not in the book yet)"
         outcome = f"**{row['outcome']}**" if row["status"] == STATUS_COMPUTED else f"*{row['status']}*"
         lines.append(f"| {_cell(row['statement'])} | {_cell(row['source'])} | {chapter} | {_cell(row['task'])} | "
-                     f"{_cell(row['measure'])} | {effect_cell(row)} | {outcome} |")
+                     f"{_cell(row['measure'])} | {effect_cell(row)} | {outcome} |"
+                     + "".join(f" {_cell(cells[i])} |" for cells in families.values()))
     return "\n".join(lines) + "\n"

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import pandas as pd
+
 import elasticity.config
-from elasticity import models, results, verdicts
+from elasticity import models, paper, results, stats, verdicts
 from elasticity.experiments import resistance_judge, resistance_units
 from elasticity.experiments.resistance_units import PAPER_DATASETS, Config
 
@@ -98,3 +100,49 @@ def judge(runs, cfg: Config) -> dict:
 def load_or_run(cfg: Config) -> dict:
     """The cached result of `run(cfg)`, computed (and cached unit by unit) on first use."""
     return results.load_or_run(NAME, cfg, run)
+
+
+def summary_markdown(result: dict) -> str:
+    """The verdicts of a result in words, each with its effect and the paper's figure, then the cells where the
+    run differs from the paper's Table 1 (inverse not below forward beyond the seed spread)."""
+    lines = []
+    for v in result["verdicts"].itertuples():
+        lines.append(f"- **{v.claim}**, {v.task} ({v.source}): **{v.outcome}**; effect {v.measure}: "
+                     f"{stats.effect_text(v.effect, v.low, v.high, int(v.seeds), v.detectable)}. {v.ours}. "
+                     f"Paper: {v.paper}." + (f" {v.reason[0].upper()}{v.reason[1:]}." if v.outcome == stats.NOT_TESTABLE
+                                              else ""))
+    cells = result["cells"]
+    loss = cells[cells["metric"] == "final_loss_nats"]
+    differing = loss[~loss["holds_beyond_spread"]]
+    if len(differing):
+        lines += ["", f"Where this run differs from the paper's Table 1 (inverse not below forward beyond the seed "
+                      f"spread), {len(differing)} of {len(loss)} cells:"]
+        lines += [f"- {r.dataset}, {r.model}, pair θ{r.k}/θ{r.l}: inverse {r.inverse_mean:.4f} ± {r.inverse_sd:.4f} vs "
+                  f"forward {r.forward_mean:.4f} ± {r.forward_sd:.4f}; paired difference {r.difference_mean:+.4f} ± "
+                  f"{r.difference_sd:.4f} nats per token." for r in differing.itertuples()]
+    return "\n".join(lines)
+
+
+def scaled_from_paper(cfg: Config, num_parameters: int | None) -> pd.DataFrame:
+    """Each quantity of the protocol in the paper and in this run, with the factor between them where the paper
+    reports it (it reports no data sizes, lengths, steps, learning rates or seeds: those rows say so)."""
+    sizes = paper.RESISTANCE_MODEL_PARAMETERS
+    low, high = min(sizes.values()), max(sizes.values())
+    factor = f"{low / num_parameters:.0f}× to {high / num_parameters:.0f}× fewer" if num_parameters else "-"
+    unreported = "not reported"
+    rows = [
+        ("model parameters", f"{low / 1e9:.1f}B to {high / 1e9:.0f}B ({', '.join(sizes)})",
+         f"{num_parameters / 1e6:.3g}M ({cfg.model})" if num_parameters else cfg.model, factor),
+        ("alignment datasets", ", ".join(paper.RESISTANCE_DATASETS), ", ".join(cfg.datasets),
+         "the paper's" if set(cfg.datasets) == set(PAPER_DATASETS) else "offline stand-ins"),
+        ("checkpoints along one SFT epoch", "3 (Table 1), 7 (Table 2)", str(cfg.num_checkpoints), "-"),
+        ("SFT examples in the epoch", unreported, str(cfg.num_sft), "-"),
+        ("held-out prompts answered, |D_k|", unreported, f"{cfg.num_samples} (+{cfg.num_eval} for evaluation)", "-"),
+        ("tokens per sampled response", unreported, str(cfg.max_new_tokens), "-"),
+        ("optimizer steps per direction", unreported, f"{cfg.steps} (batch {cfg.batch_size})", "-"),
+        ("trained weights, learning rates", unreported,
+         f"{'LoRA adapters' if cfg.lora else 'all'}; SFT {cfg.sft_learning_rate:g}, fine-tunes {cfg.learning_rate:g}",
+         "-"),
+        ("seeds", "none reported", str(len(cfg.seeds)), "-"),
+    ]
+    return pd.DataFrame(rows, columns=["quantity", "paper", "this run", "scaled"]).set_index("quantity")
