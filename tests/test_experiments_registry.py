@@ -75,7 +75,8 @@ def test_each_archived_family_adds_a_column_matched_by_claim_and_task(tmp_path):
     bars = [len(re.findall(r"(?<!\\)\|", line)) for line in text.splitlines()]  # unescaped: cell borders
     assert set(bars) == {bars[1]}
 
-    live = table.astype({"task": object})  # a live row of the same claim and task gets the family's verdict of that part only
+    # A live row of the same claim and task gets the family's verdict of that part only.
+    live = table.astype({"task": object})
     live.loc[live.claim == "resistance", "task"] = "loss"
     assert dict(zip(live.claim, registry.family_columns(live, archived_table)["smollm2-135m"],
                     strict=True))["resistance"].startswith("reproduced: 0.25")
