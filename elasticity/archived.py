@@ -1,4 +1,4 @@
-"""Archived results of heavier runs: `results/<family>/<chapter>.json`, written by the package, read by the book.
+"""Archived results of heavier runs: `results/<family>/<experiment>.json`, written by the package, read by the book.
 
 A real model on 2 CPU cores (SmolLM2-135M) or a run on a GPU cannot train while the book builds. Its measured
 tables are archived instead, as small text with full provenance, written only by `write` (behind `elasticity run
@@ -6,8 +6,10 @@ CHAPTER -p family F --archive`) from units the results cache already holds. The 
 today's judging code (`rejudge`: the experiment's `judged(tables, config)`), and calls it stale when the
 measuring code has changed since it was archived (its code key no longer matches the units' code).
 
-An archivable experiment module has `NAME`, `CHAPTER`, `Config`, `TABLES` (the names of its measured tables),
-`cached_units(cfg)`, `measure(cfg)` (those tables, read from the cache once computed) and `judged(tables, cfg)`.
+An archivable experiment module has `NAME` (the archive's file stem: the chapter's own experiment is named as the
+chapter), `CHAPTER`, `Config`, `TABLES` (the names of its measured tables), `cached_units(cfg)`, `measure(cfg)`
+(those tables, read from the cache once computed) and `judged(tables, cfg)`; optionally `wanted(cfg)`, whether a
+chapter's run of that config archives it.
 """
 
 from __future__ import annotations
@@ -52,9 +54,9 @@ def archive_dir() -> Path:
     return root / "results"
 
 
-def path_of(family: str, chapter: str) -> Path:
-    """The archive of one chapter's run for one family."""
-    return archive_dir() / family / f"{chapter}.json"
+def path_of(family: str, experiment: str) -> Path:
+    """The archive of one experiment's run for one family."""
+    return archive_dir() / family / f"{experiment}.json"
 
 
 def code_key(units: list[results.Unit]) -> str:
@@ -162,7 +164,7 @@ def write(module: ModuleType, cfg: Any, *, command: str) -> Path:
     if len(text) > MAX_BYTES:
         raise UserError(f"the archive of {module.NAME} for {cfg.family} would be {len(text):,} bytes; at most "
                         f"{MAX_BYTES:,} are kept (archive tables, not raw samples)")
-    target = path_of(cfg.family, module.CHAPTER)
+    target = path_of(cfg.family, module.NAME)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     with os.fdopen(fd, "w") as handle:
@@ -190,7 +192,8 @@ def read(path: Path, module: ModuleType) -> Archived:
     if record["format"] != FORMAT:
         raise refuse(f"has format {record['format']!r}; this package reads format {FORMAT}")
     if record["chapter"] != module.CHAPTER or record["experiment"] != module.NAME:
-        raise refuse(f"is an archive of chapter {record['chapter']!r}, not {module.CHAPTER!r}")
+        raise refuse(f"is an archive of {record['experiment']!r} in chapter {record['chapter']!r}, not of "
+                     f"{module.NAME!r} in chapter {module.CHAPTER!r}")
     provenance = record["provenance"]
     if not isinstance(provenance, dict) or (missing := [f for f in PROVENANCE if f not in provenance]):
         raise refuse(f"its provenance lacks {', '.join(missing) if isinstance(provenance, dict) else 'every field'}")
@@ -216,13 +219,13 @@ class Rejudged:
 
 
 def rejudge(module: ModuleType) -> tuple[list[Rejudged], list[str]]:
-    """Every archive of `module`'s chapter, judged now, by family; and one line for each archive refused.
+    """Every archive of `module`, judged now, by family; and one line for each archive refused.
 
     A refused archive never stops the page: its line says what is wrong, the others still render.
     """
     root = archive_dir()
     found, refused = [], []
-    for path in sorted(root.glob(f"*/{module.CHAPTER}.json")) if root.is_dir() else []:
+    for path in sorted(root.glob(f"*/{module.NAME}.json")) if root.is_dir() else []:
         try:
             archived = read(path, module)
         except UserError as error:

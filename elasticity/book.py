@@ -183,7 +183,8 @@ def check_config(path: Path, values: dict[str, Any]) -> None:
 def archivable_configs(path: Path, values: dict[str, Any]) -> list[tuple[Any, Any]]:
     """The chapter's (module, config) pairs whose experiment can be archived (`elasticity.archived`), or a
     `UserError` naming the chapters that can."""
-    found = [(m, c) for m, c in chapter_configs(path, values) if hasattr(m, "judged") and m.CHAPTER == path.stem]
+    found = [(m, c) for m, c in chapter_configs(path, values)
+             if hasattr(m, "judged") and m.CHAPTER == path.stem and getattr(m, "wanted", lambda _: True)(c)]
     if not found:
         from elasticity.experiments import registry
 

@@ -210,7 +210,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="worker processes for the chapter's units (ELASTICITY_WORKERS; "
                      "default 1): several units share a GPU, which one unit leaves mostly idle")
     run.add_argument("--archive", action="store_true",
-                     help="then archive its measured tables with provenance as results/<family>/<chapter>.json")
+                     help="then archive its measured tables with provenance as results/<family>/<experiment>.json")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide papermill's progress bar")
     run.set_defaults(handler=_run, usage=run.format_help)
 
