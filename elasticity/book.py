@@ -195,7 +195,7 @@ def archivable_configs(path: Path, values: dict[str, Any]) -> list[tuple[Any, An
 
 
 def package_fingerprint() -> str:
-    """A hash of the package's sources and the recorded benchmark figures that pages read.
+    """A hash of the package's sources, the recorded benchmark figures and the archived runs that pages read.
 
     When it changes, cached chapter outputs may be stale.
     """
@@ -203,6 +203,7 @@ def package_fingerprint() -> str:
     files = sorted(paths.PACKAGE_DIR.rglob("*.py"))
     if (root := paths.project_root()) is not None:
         files += sorted((root / "benchmarks" / "latest").glob("*.json"))
+        files += sorted((root / "results").glob("*/*.json"))  # archives (`elasticity.archived`)
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]

@@ -137,3 +137,16 @@ def test_a_killed_book_build_leaves_no_process(tmp_path):
         for process in tree[1:]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
+
+
+def test_an_archived_run_enters_the_package_fingerprint(tmp_path, monkeypatch):
+    from elasticity import paths
+
+    monkeypatch.setattr(paths, "project_root", lambda: tmp_path)
+    before = book.package_fingerprint()
+    archive = tmp_path / "results" / "smollm2-135m" / "resistance.json"
+    archive.parent.mkdir(parents=True)
+    archive.write_text("{}")
+    with_archive = book.package_fingerprint()
+    archive.write_text('{"format": 1}')
+    assert len({before, with_archive, book.package_fingerprint()}) == 3  # a chapter reading it re-executes
