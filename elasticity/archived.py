@@ -18,6 +18,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -117,6 +118,19 @@ def _unit_records(units: list[results.Unit]) -> dict[str, dict]:
     return found
 
 
+def compute_time(records) -> float:
+    """Seconds during which at least one unit computed: the union of the units' intervals (each ends at its
+    `created_utc`, `wall_time_s` long). A unit computed inside another (samples inside the first fine-tune that
+    needs them) counts once, and the time between an interrupted run and its resumption not at all."""
+    intervals = sorted((end - r["wall_time_s"], end) for r in records
+                       for end in [datetime.datetime.fromisoformat(r["created_utc"]).timestamp()])
+    total, reach = 0.0, -math.inf
+    for start, end in intervals:
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
+
+
 def _num_parameters(cfg: Any) -> int | None:
     """The parameter count of the config's model (family and size), or None where the family does not say."""
     from elasticity import models
@@ -153,7 +167,7 @@ def write(module: ModuleType, cfg: Any, *, command: str) -> Path:
         "versions": first["versions"],
         "machine": first["machine"],
         "units": unit_records,
-        "wall_time_s": round(sum(r["wall_time_s"] for r in unit_records.values()), 1),
+        "wall_time_s": round(compute_time(unit_records.values()), 1),
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": command,
     }

@@ -133,3 +133,12 @@ def test_the_repositorys_archives_are_readable(monkeypatch):
     for rejudged in found:
         assert rejudged.archived.provenance["commit"] and not rejudged.archived.provenance["dirty"]
         assert set(rejudged.result["verdicts"]["claim"]) == set(resistance.CLAIMS)
+
+
+def test_compute_time_counts_nested_units_once_and_no_gap():
+    def unit(end: str, wall: float) -> dict:
+        return {"created_utc": f"2026-12-07T06:{end}+00:00", "wall_time_s": wall}
+
+    # 06:00:00-06:01:40 a fine-tune holding a 40 s samples unit; 06:01:40-06:02:00 the next; resumed at 06:10:00.
+    records = [unit("01:00", 40.0), unit("01:40", 100.0), unit("02:00", 20.0), unit("10:30", 30.0)]
+    assert archived.compute_time(records) == pytest.approx(100 + 20 + 30)
