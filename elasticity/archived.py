@@ -183,6 +183,7 @@ def write(module: ModuleType, cfg: Any, *, command: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     with os.fdopen(fd, "w") as handle:
         handle.write(text + "\n")
+    os.chmod(tmp, 0o644)  # a file of the repository, readable like the others (mkstemp makes it private)
     os.replace(tmp, target)
     return target
 
