@@ -150,3 +150,13 @@ def test_an_archived_run_enters_the_package_fingerprint(tmp_path, monkeypatch):
     with_archive = book.package_fingerprint()
     archive.write_text('{"format": 1}')
     assert len({before, with_archive, book.package_fingerprint()}) == 3  # a chapter reading it re-executes
+
+
+def test_papermill_reads_every_parameter_of_every_chapter():
+    """papermill's own reader of the parameters cell (behind `--help-notebook` and its warnings) gets every name: a
+    comment holding "=" made it print "Unable to parse line" at each `elasticity run`."""
+    from papermill.translators import PythonTranslator
+
+    for path in book.chapters().values():
+        found = PythonTranslator.inspect(book._parameters_cell(path))
+        assert [p.name for p in found] == list(book.parameters(path)), path.stem
