@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elasticity import stats
+from elasticity import archived, stats
 from elasticity.config import UserError
 from elasticity.experiments import rebound, rebound_judge
 
@@ -98,6 +98,13 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     # cached units: a second run computes nothing and gives the same numbers
     again = rebound.run(cfg)
     pd.testing.assert_frame_equal(again["curves"], curves)
+    # the measured tables archive, and an archive judges back to the same verdicts (elasticity.archived)
+    monkeypatch.setenv(archived.ENV, str(tmp_path / "archives"))
+    archived.write(rebound, cfg, command="test")
+    found, refused = archived.rejudge(rebound)
+    assert refused == [] and not found[0].stale and found[0].archived.tables.keys() == set(rebound.TABLES)
+    pd.testing.assert_frame_equal(found[0].result["verdicts"], verdict_frame)
+    pd.testing.assert_frame_equal(found[0].result["summary"], summary)
 
 
 def test_pretrained_families_get_a_fine_tuning_learning_rate(monkeypatch):

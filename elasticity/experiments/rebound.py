@@ -16,6 +16,7 @@ from elasticity.experiments.rebound_units import OFFLINE_TASKS, PAPER_TASKS, SWE
 
 NAME = "rebound"
 CHAPTER = "rebound"  # the notebook stem that shows this experiment
+TABLES = ("curves", "base")  # the measured tables (`measure`), all that an archive keeps (`elasticity.archived`)
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,19 @@ def run(cfg: Config) -> dict:
         paper's Table 3), and `verdicts` (claims `rebound_two_phase`, `rebound_positive_size`,
         `rebound_below_base`, `kl_table`, `preference_ablation`).
     """
+    return judged(measure(cfg), cfg)
+
+
+def measure(cfg: Config) -> dict:
+    """The measured tables `curves` and `base` (`rebound_units.collect`), computed or read unit by unit."""
     rebound_units.check_data(cfg, cfg.tasks, cfg.positive_sizes + (cfg.dpo_positive_sizes if cfg.dpo_task else ()))
     curves, base = rebound_units.collect(units(cfg), "rebound: fine-tunes")
-    return {"curves": curves, "base": base, **judge(curves, base, cfg)}
+    return {"curves": curves, "base": base}
+
+
+def judged(tables: dict, cfg: Config) -> dict:
+    """The result of `run` from the measured tables alone (live, or read from an archive: `elasticity.archived`)."""
+    return {**tables, **judge(tables["curves"], tables["base"], cfg)}
 
 
 def judge(curves, base, cfg: Config) -> dict:
