@@ -62,7 +62,8 @@ def path_of(family: str, experiment: str) -> Path:
 
 def code_key(units: list[results.Unit]) -> str:
     """One hash of the code that computes the units (each unit's code fingerprint, by entry name)."""
-    keys = sorted({f"{u.name}:{results.code_fingerprint(u.compute)}" for u in units})
+    keys = sorted({f"{name}:{results.code_fingerprint(compute)}" for name, compute in {(u.name, u.compute)
+                                                                                       for u in units}})
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
 
@@ -91,8 +92,9 @@ class Archived:
         """Whether the measuring code changed since the archive was written (its code key differs)."""
         return self.provenance["code_key"] != code_key(module.cached_units(self.config))
 
-    def provenance_line(self, module: ModuleType) -> str:
-        """One line: what ran where, at which commit, in how long, and whether the code still matches."""
+    def provenance_line(self, stale: bool) -> str:
+        """One line: what ran where, at which commit, in how long, and whether the code still matches (`stale`,
+        from `is_stale`)."""
         p = self.provenance
         commit = p["commit"][:10] or "an unknown commit"
         numerics = p["numerics"] or {}
@@ -103,19 +105,15 @@ class Archived:
         line = (f"Archived {p['created_utc'][:10]} at commit `{commit}`{dirty}, scale `{self.scale}`, on {where}), "
                 f"{len(p['units'])} units in {p['wall_time_s'] / 60:.1f} min of compute, torch "
                 f"{p['versions'].get('torch')}; command `{p['command']}`.")
-        if self.is_stale(module):
+        if stale:
             line += f" Archived at commit `{commit}`; the measuring code has changed since (stale)."
         return line
 
 
-def _unit_records(units: list[results.Unit]) -> dict[str, dict]:
-    found = {}
-    for unit in units:
-        record = results.load_provenance(unit.name, unit.config, unit.compute)
-        entry = results.entry_dir(unit.name, unit.config, unit.compute).name
-        found[f"{unit.name}/{entry}"] = {"wall_time_s": record["wall_time_s"], "created_utc": record["created_utc"],
-                                         "numerics": record.get("numerics")}
-    return found
+def _unit_provenance(units: list[results.Unit]) -> dict[str, dict]:
+    """Each unit's cached provenance record, by `<name>/<entry>`."""
+    return {f"{u.name}/{results.entry_dir(u.name, u.config, u.compute).name}":
+            results.load_provenance(u.name, u.config, u.compute) for u in units}
 
 
 def compute_time(records) -> float:
@@ -151,14 +149,17 @@ def write(module: ModuleType, cfg: Any, *, command: str) -> Path:
         raise UserError(f"{len(missing)} of {len(units)} units of {module.NAME} for family {cfg.family!r} are not "
                         f"cached with this code (first: {missing[0].name}); run the chapter to the end, then archive")
     tables = module.measure(cfg)
-    unit_records = _unit_records(units)
-    first = results.load_provenance(units[0].name, units[0].config, units[0].compute)
+    unit_provenance = _unit_provenance(units)
+    unit_records = {key: {"wall_time_s": r["wall_time_s"], "created_utc": r["created_utc"],
+                          "numerics": r.get("numerics")} for key, r in unit_provenance.items()}
+    first = next(iter(unit_provenance.values()))
     scale = elasticity_config.scale()
     provenance = {
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "code_key": code_key(units),
-        "code": dict(sorted({k: v for u in units for k, v in results.module_digests(u.compute).items()}.items())),
+        "code": dict(sorted({k: v for compute in {u.compute for u in units}
+                             for k, v in results.module_digests(compute).items()}.items())),
         "config": dataclasses.asdict(cfg),
         "scale": scale,
         "device": cfg.device,
@@ -251,5 +252,14 @@ def rejudge(module: ModuleType) -> tuple[list[Rejudged], list[str]]:
         except (KeyError, ValueError) as error:  # a table without the columns today's judging reads
             refused.append(f"archive {path}: its tables cannot be judged by today's code ({error!r})")
             continue
-        found.append(Rejudged(archived, result, archived.is_stale(module), archived.provenance_line(module)))
+        stale = archived.is_stale(module)
+        found.append(Rejudged(archived, result, stale, archived.provenance_line(stale)))
     return found, refused
+
+
+def notices(found: list[Rejudged], refused: list[str]) -> str:
+    """What a chapter says above its archived runs: each refused archive's line, or that there is none yet."""
+    lines = [f"*Not shown:* {line}" for line in refused]
+    if not found:
+        lines.append(f"No family has an archived run of this chapter in `{archive_dir().name}/` yet.")
+    return "\n\n".join(lines)

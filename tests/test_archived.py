@@ -57,7 +57,7 @@ def test_a_changed_code_key_is_named_stale(smoke, tmp_path):
     other.write_text(json.dumps(record))
     read = archived.read(other, resistance)
     assert read.is_stale(resistance)
-    assert "the measuring code has changed since (stale)" in read.provenance_line(resistance)
+    assert "the measuring code has changed since (stale)" in read.provenance_line(read.is_stale(resistance))
 
 
 def _refused(text: str, tmp_path) -> str:
@@ -142,3 +142,9 @@ def test_compute_time_counts_nested_units_once_and_no_gap():
     # 06:00:00-06:01:40 a fine-tune holding a 40 s samples unit; 06:01:40-06:02:00 the next; resumed at 06:10:00.
     records = [unit("01:00", 40.0), unit("01:40", 100.0), unit("02:00", 20.0), unit("10:30", 30.0)]
     assert archived.compute_time(records) == pytest.approx(100 + 20 + 30)
+
+
+def test_notices_name_each_refused_archive_or_say_there_is_none():
+    assert archived.notices([], []).startswith("No family has an archived run")
+    text = archived.notices([], ["archive a.json: is not valid JSON"])
+    assert text.splitlines()[0] == "*Not shown:* archive a.json: is not valid JSON" and "No family" in text

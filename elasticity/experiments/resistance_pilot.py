@@ -47,11 +47,11 @@ class Config:
 
     def grid(self) -> list[resistance_units.Config]:
         """The resistance runs of the pilot, SFT rate by fine-tuning rate."""
+        last = resistance.config(family=self.family).num_checkpoints
         return [
             resistance.config(family=self.family, datasets=(self.dataset,), seeds=(self.seed,), num_sft=self.num_sft,
                               num_samples=self.num_samples, num_eval=self.num_eval, steps=self.steps,
-                              pairs=((1, resistance.config(family=self.family).num_checkpoints),),
-                              sft_learning_rate=sft_rate, learning_rate=rate, device=self.device)
+                              pairs=((1, last),), sft_learning_rate=sft_rate, learning_rate=rate, device=self.device)
             for sft_rate in self.sft_learning_rates for rate in self.learning_rates
         ]
 
