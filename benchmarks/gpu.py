@@ -143,7 +143,8 @@ def counting_loads(counter: FlopCounter):
 PHASES = {"load": ("elasticity.models", "load"), "sft": ("elasticity.finetune", "finetune"),
           "dpo": ("elasticity.experiments.rebound_units", "_dpo_run"), "generate": ("elasticity.generate", "generate"),
           "score": ("elasticity.scoring", "score"), "kl": ("elasticity.scoring", "kl_divergence"),
-          "kl_base": ("elasticity.scoring", "text_log_probs")}
+          "kl_base": ("elasticity.scoring", "text_log_probs"),
+          "compression": ("elasticity.experiments.rebound_units", "_bits_per_token")}
 
 
 class PhaseClock:

@@ -255,7 +255,7 @@ def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, m
     code, _, err = run_cli(capsys, "book", "--scale", "smoke")
     assert code == 0 and built == [None]
     assert err.startswith(f"training units at scale smoke in {tmp_path}:\n")
-    assert "\nrebound: 16 training units: 0 present, 0 stale, 16 missing;" in err
+    assert "\nrebound: 20 training units: 0 present, 0 stale, 20 missing;" in err
 
 
 def test_python_m_elasticity_is_the_command_and_says_its_version():

@@ -9,30 +9,42 @@ def _curves() -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, base = [], []
     for task in ("sentiment", "safety"):
         for seed in (0, 1):
-            base.append({"task": task, "seed": seed, "score": 0.1})
-            for size in (50, 500):
+            base.append({"task": task, "seed": seed, "score": 0.1, "share_positive": 0.2, "bits_gap": -0.1})
+            for size in (0, 50, 500):
                 for n in (0, 5, 10, 50):
                     rows.append({"task": task, "reverse": "sft", "positive_size": size, "seed": seed,
                                  "negative_examples": n, "score": 0.5 - n / 200 + seed / 100,
-                                 "kl_to_base_nats": 0.2 / (1 + n)})
+                                 "share_positive": 0.6 - n / 100, "bits_gap": 0.1 - n / 1000,
+                                 "kl_to_base_nats": 0.2 / (1 + n) if size else 0.01 * n})
     return pd.DataFrame(rows), pd.DataFrame(base)
 
 
 def test_curves_have_a_panel_per_task_and_a_line_per_positive_size_and_the_base():
     curves, base = _curves()
-    fig = rebound_figures.plot_curves(curves, base)
+    fig = rebound_figures.plot_curves(curves, base, readout="score")
     axes = fig.get_axes()
     assert [ax.get_title() for ax in axes] == ["sentiment", "safety"]
     for ax in axes:
         labels = [line.get_label() for line in ax.get_lines()]
-        assert labels == ["50", "500", "base model"]
-        means = ax.get_lines()[0].get_ydata()
+        assert labels == ["0 (control)", "50", "500", "base model"]
+        assert ax.get_lines()[0].get_linestyle() == ":"
+        means = ax.get_lines()[1].get_ydata()
         assert means[0] == 0.5 + 0.005  # the mean over seeds 0 and 1 at 0 negative examples
+        assert ax.get_ylabel().startswith("mean score")
+
+
+def test_curves_of_the_papers_readout_by_default_and_of_the_compression_gap():
+    curves, base = _curves()
+    ax = rebound_figures.plot_curves(curves, base).get_axes()[0]
+    assert ax.get_ylabel().startswith("share judged positive") and ax.get_lines()[1].get_ydata()[0] == 0.6
+    assert ax.get_lines()[-1].get_ydata()[0] == 0.2  # the base model's share
+    ax = rebound_figures.plot_curves(curves, base, readout="bits_gap").get_axes()[0]
+    assert ax.get_ylabel().startswith("bits/token") and ax.get_lines()[-1].get_ydata()[0] == -0.1
 
 
 def test_kl_figure_draws_epsilon():
     curves, _ = _curves()
     fig = rebound_figures.plot_kl(curves, "safety", 0.01)
     [ax] = fig.get_axes()
-    assert [line.get_label() for line in ax.get_lines()] == ["50", "500", "epsilon = 0.01"]
+    assert [line.get_label() for line in ax.get_lines()] == ["50", "500", "epsilon = 0.01"]  # no control arm
     assert ax.get_yscale() == "log"

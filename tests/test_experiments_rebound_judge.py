@@ -17,12 +17,14 @@ NEG = (10, 20, 50, 100, 200)
 
 def _synthetic(task, shape, seeds=(0, 1, 2), positive_sizes=(100, 1000), base_level=0.0, rng=None,
                reverse="sft", kl_speed_grows=True):
-    """Curves s(n) = end + (start - end) * exp(-n / scale) with a start and speed growing with positive size."""
+    """Curves s(n) = end + (start - end) * exp(-n / scale) with a start and speed growing with positive size.
+
+    The same numbers stand for every readout (the mean score and the paper's share judged positive)."""
     rng = rng or np.random.default_rng(0)
     rows, base_rows = [], []
     for seed in seeds:
         base_rows.append({"task": task, "model": "m", "family": "tiny", "size": None, "budget_tokens": None,
-                          "seed": seed, "score": base_level})
+                          "seed": seed, "score": base_level, "share_positive": base_level})
         for p in positive_sizes:
             start = base_level + 0.3 + 0.1 * math.log10(p)
             end = {"below": base_level - 0.2, "near": base_level, "flat": start}[shape]
@@ -33,7 +35,7 @@ def _synthetic(task, shape, seeds=(0, 1, 2), positive_sizes=(100, 1000), base_le
                 kl = 0.1 * math.log10(p) * math.exp(-n * speed / 40) + 0.001
                 rows.append({"task": task, "model": "m", "family": "tiny", "size": None, "budget_tokens": None,
                              "reverse": reverse, "positive_size": p, "seed": seed, "negative_examples": n,
-                             "score": score, "score_sd": 0.1, "kl_to_base_nats": kl})
+                             "score": score, "share_positive": score, "score_sd": 0.1, "kl_to_base_nats": kl})
     return pd.DataFrame(rows), pd.DataFrame(base_rows)
 
 
@@ -62,7 +64,8 @@ def test_verdicts_on_curves_with_the_papers_shape():
     assert [v.task for v in found] == ["sentiment", "safety"] + ["sentiment"] * 2 + ["safety"] * 2 + [
         "sentiment", "safety"]
     assert all(v.family == "tiny" and v.seeds == 3 and v.low > 0 for v in found[:-1])
-    assert found[-1].measure == "end - base (score), within ±0.25 x the lift" and "lies within +-" in found[-1].reason
+    assert found[-1].measure == "end - base (share judged positive), within ±0.25 x the lift"
+    assert "lies within +-" in found[-1].reason
     table = rebound_judge.kl_table(curves, "safety", 0.01)
     assert list(table["positive_size"]) == [100, 1000]
     assert (table["kl_to_base_nats"].diff().dropna() > 0).all()
@@ -137,7 +140,7 @@ def test_partly_reached_epsilon_shows_the_seeds():
 
 def test_no_lift_means_nothing_to_rebound_from():
     c1, b1 = _synthetic("sentiment", "below")
-    c1.loc[c1["negative_examples"] == 0, "score"] = 0.0  # the positive SFT left the score at the base level
+    c1.loc[c1["negative_examples"] == 0, "share_positive"] = 0.0  # the positive SFT left it at the base level
     c2, b2 = _synthetic("safety", "near")
     summary = rebound_judge.summarize(pd.concat([c1, c2]), pd.concat([b1, b2]), 20)
     lift, reason = rebound_judge.lift_check(summary[summary["task"] == "sentiment"])
@@ -157,7 +160,7 @@ def test_positive_size_judges_the_start_and_the_drop_apart():
     start = curves["negative_examples"] == 0
     spread = curves["seed"].map({0: 0.02, 1: -0.02, 2: 0.01}) * (curves["positive_size"] == 1000)
     curves.loc[start, "score"] = 0.5 + spread[start]
-    summary = rebound_judge.summarize(curves, base, 20)
+    summary = rebound_judge.summarize(curves, base, 20, "score")
     start_v, drop_v = rebound_judge.judge_positive_size(summary, "rebound")
     assert "slope of the start" in start_v.measure and start_v.outcome == "inconclusive"
     assert "slope of the initial drop" in drop_v.measure and drop_v.outcome == "reproduced"
@@ -174,9 +177,9 @@ def test_near_base_is_an_equivalence_test():
     c2, b2 = _synthetic("safety", "near")
     noisy = c2.assign(score=c2["score"] + np.where(c2["negative_examples"] == 200,
                                                    c2["seed"].map({0: 0.3, 1: -0.3, 2: 0.05}), 0.0))
-    [end] = rebound_judge.judge_end_shape(rebound_judge.summarize(noisy, b2, 20), "rebound")
+    [end] = rebound_judge.judge_end_shape(rebound_judge.summarize(noisy, b2, 20, "score"), "rebound")
     assert end.outcome == "inconclusive"  # a wide spread no longer passes as "near"
-    [end] = rebound_judge.judge_end_shape(rebound_judge.summarize(c2, b2, 20), "rebound")
+    [end] = rebound_judge.judge_end_shape(rebound_judge.summarize(c2, b2, 20, "score"), "rebound")
     assert end.outcome == "reproduced"
 
 
@@ -186,7 +189,7 @@ def test_model_trend_and_increase():
         c, b = _synthetic("sentiment", "below", positive_sizes=(100,), rng=np.random.default_rng(i))
         c["score"] = c["score"] * (1 + i)  # bigger model: steeper
         frames.append((c.assign(size=size, model=size), b.assign(size=size, model=size)))
-    summary = rebound_judge.summarize(pd.concat([f[0] for f in frames]), pd.concat([f[1] for f in frames]), 20)
+    summary = rebound_judge.summarize(pd.concat([f[0] for f in frames]), pd.concat([f[1] for f in frames]), 20, "score")
     trend = rebound_judge.model_trend(summary, "size", ["s", "m", "l"])
     assert list(trend["size"]) == ["s", "m", "l"]
     assert trend["vs_first_mean"].iloc[0] == 0.0
@@ -214,3 +217,48 @@ def test_paper_table3_text_comes_from_the_paper_module():
     assert f"{table['negative_to_epsilon'].iloc[0]}" in text
     sizes = f"(positive sizes {table['positive_size'].min():,} -> {table['positive_size'].max():,})"
     assert text.endswith(sizes)  # the sentence is whole, not cut after "(positive sizes"
+
+
+def _control(curves, shape_of):
+    """A control arm (positive size 0) per task and seed: the base model's curve, `shape_of(n)` above the base."""
+    rows = []
+    for _, g in curves[curves["positive_size"] > 0].groupby(["task", "seed"]):
+        for n in (0, *NEG):
+            value = shape_of(n)
+            rows.append({**g.iloc[0].to_dict(), "positive_size": 0, "negative_examples": n, "score": value,
+                         "share_positive": value, "kl_to_base_nats": 0.0 if n == 0 else 0.01})
+    return pd.concat([curves, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_the_control_arm_takes_away_a_saturation_that_needs_no_positive_step():
+    """A control curve of the same two-phase shape (fast, then slow, fall) leaves no effect to the positive step;
+    a flat control leaves the whole gap. The control never enters the lift, the positive-size slopes or the KL
+    table."""
+    curves, base = _synthetic("sentiment", "below")
+    alone = rebound_judge.judge_two_phase(rebound_judge.summarize(curves, base, 20), "rebound")[0]
+    summary = rebound_judge.summarize(curves, base, 20)
+    gap = rebound_judge.per_seed(summary, "slope_gap", ["task"])["slope_gap"].mean()
+    flat = _control(curves, lambda n: 0.0)
+    with_flat = rebound_judge.judge_two_phase(rebound_judge.summarize(flat, base, 20), "rebound")[0]
+    assert with_flat.outcome == alone.outcome == "reproduced" and with_flat.effect == pytest.approx(alone.effect)
+    assert "control arm" in with_flat.measure and "control arm" not in alone.measure
+    same = rebound_judge.summarize(_control(curves, lambda n: -0.75 * (1 - math.exp(-n * math.log10(300) / 30))),
+                                   base, 20)
+    weaker = rebound_judge.judge_two_phase(same, "rebound")[0]
+    assert abs(weaker.effect) < gap / 4 and weaker.outcome != "reproduced"
+    assert rebound_judge.lift_check(same)[0].mean == pytest.approx(rebound_judge.lift_check(summary)[0].mean)
+    sizes = rebound_judge.judge_positive_size(same, "rebound")
+    assert [v.effect for v in sizes] == pytest.approx([v.effect for v in rebound_judge.judge_positive_size(summary,
+                                                                                                           "rebound")])
+    assert 0 not in set(rebound_judge.kl_per_seed(_control(curves, lambda n: 0.0), "sentiment", 0.01)["positive_size"])
+
+
+def test_readouts_are_judged_apart_and_named():
+    curves, base = _synthetic("sentiment", "below")
+    curves["bits_gap"], base["bits_gap"] = curves["score"] * 2, base["score"] * 2
+    summary = pd.concat([rebound_judge.summarize(curves, base, 20, r) for r in ("share_positive", "bits_gap")])
+    primary = rebound_judge.judge_two_phase(summary[summary["readout"] == "share_positive"], "rebound")[0]
+    bits = rebound_judge.judge_two_phase(summary[summary["readout"] == "bits_gap"], "rebound")[0]
+    assert primary.task == "sentiment" and bits.task == "sentiment, compression"
+    assert "share judged positive" in primary.measure and "bits/token" in bits.measure
+    assert bits.effect == pytest.approx(2 * primary.effect)

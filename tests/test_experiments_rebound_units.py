@@ -38,7 +38,7 @@ def test_units_in_worker_processes_equal_units_in_process(tmp_path, monkeypatch)
     monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
     monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
     cfg = rebound.config(positive_sizes=(8,), dpo_positive_sizes=(8,), seeds=(0,), tasks=("sentiment",),
-                         kl_task="sentiment")
+                         kl_task="sentiment", control=False)
     units = rebound.units(cfg)
     assert [type(u).__name__ for u in units] == ["BaseUnit", "Unit", "Unit"] and units[2].reverse == "dpo"
     assert rebound_units.pending(units) == [units[2], units[1], units[0]]  # the longest (DPO) first

@@ -98,7 +98,7 @@ def test_a_computed_chapter_is_present_and_the_cli_reports_it(tmp_path, monkeypa
     assert {status.unit_state(u)["state"] for u in units} == {status.PRESENT}
     out = subprocess.run([sys.executable, "-m", "elasticity.cli", "status", "rebound"], capture_output=True,
                          text=True, check=True).stdout
-    assert out.startswith(f"training units at scale smoke in {tmp_path}:\nrebound: 16 training units: ")
+    assert out.startswith(f"training units at scale smoke in {tmp_path}:\nrebound: 20 training units: ")
     bad = subprocess.run([sys.executable, "-m", "elasticity.cli", "status", "no-such-chapter"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and bad.stdout == "" and len(bad.stderr.strip().splitlines()) == 1

@@ -31,6 +31,7 @@ class Config(Protocol):
     dpo_learning_rate: float = 2e-3  # learning rate of the DPO reverse step (constant)
     kl_task: str = "safety"  # task of the KL-to-base table (paper: BeaverTails)
     kl_epsilon: float = 0.01  # KL threshold (nats/token) of the table's "negative examples to return"
+    control: bool = True  # also fine-tune the base model on the negative data (positive size 0), per task and seed
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -133,6 +134,8 @@ def units(cfg: Config) -> list:
     found: list = []
     for task in cfg.tasks:
         found += sweep_units(cfg, task, [(cfg.size, None)])
+        if cfg.control:
+            found += [rebound_units.unit(cfg, task, cfg.size, None, 0, s) for s in cfg.seeds]
     if cfg.dpo_task is not None:
         if cfg.dpo_task not in cfg.tasks:
             found += [rebound_units.base_unit(cfg, cfg.dpo_task, cfg.size, None, s) for s in cfg.seeds]
@@ -172,14 +175,28 @@ def judged(tables: dict, cfg: Config) -> dict:
 
 
 def judge(curves, base, cfg: Config) -> dict:
-    """The judging of the measured `curves` and `base`: `summary`, `kl_table`, `paper_kl_table`, `verdicts`."""
-    summary = rebound_judge.summarize(curves, base, cfg.initial_negative)
+    """The judging of the measured `curves` and `base`: `summary` (every readout, `rebound_judge.summarize_all`),
+    `kl_table`, `paper_kl_table`, `verdicts`.
+
+    The paper's claims are judged on its readout, the share of responses judged positive (or safe); the
+    two-phase and end-of-curve claims also on the compression gap (bits per token on held-out negative less
+    positive text), the readout the paper's theory speaks of. The DPO ablation judges what the reverse step
+    does, the initial drop: its start is the positive SFT model, the SFT verdicts' evidence.
+    """
+    summary = rebound_judge.summarize_all(curves, base, cfg.initial_negative)
+    primary = summary[summary["readout"] == rebound_judge.PRIMARY]
+    bits = summary[summary["readout"] == "bits_gap"]
     kl_seeds = rebound_judge.kl_per_seed(curves, cfg.kl_task, cfg.kl_epsilon)
-    found = rebound_judge.judge_two_phase(summary, CHAPTER) + rebound_judge.judge_positive_size(summary, CHAPTER)
-    found += rebound_judge.judge_end_shape(summary, CHAPTER)
+    found = []
+    for s in (primary, bits):
+        found += rebound_judge.judge_two_phase(s, CHAPTER)
+    found += rebound_judge.judge_positive_size(primary, CHAPTER)
+    for s in (primary, bits):
+        found += rebound_judge.judge_end_shape(s, CHAPTER)
     found += rebound_judge.judge_kl_table(kl_seeds, CHAPTER, cfg.kl_epsilon, cfg.family)
     if cfg.dpo_task is not None:
-        found += rebound_judge.judge_positive_size(summary, CHAPTER, reverse="dpo", claim="preference_ablation")
+        found += rebound_judge.judge_positive_size(primary, CHAPTER, reverse="dpo", claim="preference_ablation",
+                                                   parts=rebound_judge.PARTS[1:])
     return {
         "summary": summary,
         "kl_table": rebound_judge.kl_summary(kl_seeds),

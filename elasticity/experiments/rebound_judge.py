@@ -20,26 +20,35 @@ END_SHAPE = {"sentiment": "below", "sentiment-imdb": "below", "safety": "near", 
 
 GROUP = ["task", "model", "family", "size", "budget_tokens", "reverse", "positive_size", "seed"]
 
+# The readouts a curve is summarized on (`rebound_units.READOUTS`), with their units in the verdicts' words. The
+# paper counts the share of responses judged positive (or safe): its readout is the primary one.
+READOUT_UNITS = {"share_positive": "share judged positive", "score": "mean score",
+                 "bits_gap": "bits/token, negative - positive text"}
+READOUT_NAMES = {"share_positive": "share judged positive", "score": "mean score", "bits_gap": "compression"}
+PRIMARY = "share_positive"
 
-def summarize(curves: pd.DataFrame, base: pd.DataFrame, initial_negative: int) -> pd.DataFrame:
-    """One row per curve: start, the score after `initial_negative` and at the end, slopes, base level.
 
-    Columns added to the curve's keys: `start` (score right after positive SFT), `initial` (after
-    `initial_negative` negative examples), `end` (after the last), `base` (the base model's score, same
-    task, model and seed), `lift` = start - base, `initial_drop` = start - initial, `initial_slope` =
-    initial_drop / initial_negative and `later_slope` = (initial - end) / (last - initial_negative), both
-    in score per negative example (positive = falling), `slope_gap` = initial_slope - later_slope,
-    `end_minus_base`, `kl_after_positive_nats`, `kl_min_nats`.
+def summarize(curves: pd.DataFrame, base: pd.DataFrame, initial_negative: int, readout: str = PRIMARY) -> pd.DataFrame:
+    """One row per curve: the readout right after positive SFT, after `initial_negative` and at the end, slopes,
+    base level.
+
+    Columns added to the curve's keys: `readout` (its name, a key of `READOUT_UNITS`), `start` (right after
+    positive SFT; for the control arm, positive size 0, the base model), `initial` (after `initial_negative`
+    negative examples), `end` (after the last), `base` (the base model's, same task, model and seed), `lift` =
+    start - base, `initial_drop` = start - initial, `initial_slope` = initial_drop / initial_negative and
+    `later_slope` = (initial - end) / (last - initial_negative), both per negative example (positive =
+    falling), `slope_gap` = initial_slope - later_slope, `end_minus_base`, `kl_after_positive_nats`,
+    `kl_min_nats`.
     """
     rows = []
     base_keys = ["task", "model", "seed"]
-    base_score = {tuple(r[k] for k in base_keys): r["score"] for r in base.to_dict("records")}
+    base_level = {tuple(r[k] for k in base_keys): r[readout] for r in base.to_dict("records")}
     for key, group in curves.groupby(GROUP, sort=False, dropna=False):
         g = group.set_index("negative_examples").sort_index()
         last = int(g.index.max())
-        row = dict(zip(GROUP, key, strict=True))
-        start, initial, end = g.loc[0, "score"], g.loc[initial_negative, "score"], g.loc[last, "score"]
-        b = base_score[(row["task"], row["model"], row["seed"])]
+        row = {**dict(zip(GROUP, key, strict=True)), "readout": readout}
+        start, initial, end = g.loc[0, readout], g.loc[initial_negative, readout], g.loc[last, readout]
+        b = base_level[(row["task"], row["model"], row["seed"])]
         row.update({
             "start": start, "initial": initial, "end": end, "base": b, "lift": start - b,
             "initial_drop": start - initial, "initial_slope": (start - initial) / initial_negative,
@@ -51,6 +60,27 @@ def summarize(curves: pd.DataFrame, base: pd.DataFrame, initial_negative: int) -
         row["slope_gap"] = row["initial_slope"] - row["later_slope"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def summarize_all(curves: pd.DataFrame, base: pd.DataFrame, initial_negative: int) -> pd.DataFrame:
+    """`summarize` on every readout of `READOUT_UNITS`, one after the other (the `readout` column tells them apart)."""
+    return pd.concat([summarize(curves, base, initial_negative, r) for r in READOUT_UNITS], ignore_index=True)
+
+
+def treated(summary: pd.DataFrame) -> pd.DataFrame:
+    """The curves that started with positive SFT (the control arm, positive size 0, left out)."""
+    return summary[summary["positive_size"] > 0]
+
+
+def _unit(summary: pd.DataFrame) -> str:
+    # The unit of the summary's readout, for the verdicts' words.
+    return READOUT_UNITS[summary["readout"].iloc[0]] if "readout" in summary and len(summary) else "score"
+
+
+def _label(task: str, summary: pd.DataFrame) -> str:
+    # A verdict's part: the task, named with its readout where that is not the primary one.
+    readout = summary["readout"].iloc[0] if "readout" in summary and len(summary) else PRIMARY
+    return task if readout == PRIMARY else f"{task}, {READOUT_NAMES[readout]}"
 
 
 def per_seed(summary: pd.DataFrame, column: str, by: list[str]) -> pd.DataFrame:
@@ -79,7 +109,7 @@ def size_trend(summary: pd.DataFrame, column: str) -> pd.DataFrame:
 def lift_check(summary: pd.DataFrame) -> tuple[stats.Effect, str | None]:
     """The precondition of a rebound verdict: did the positive SFT lift the score above the base model's?
 
-    The lift is start - base (score units), per seed the mean over positive sizes, judged by the book's rule
+    The lift is start - base (the readout's units), per seed the mean over positive sizes, judged by the book's rule
     (`stats.effect`). Without a lift whose interval lies above zero there is nothing to rebound from, and
     the verdict is "not testable here".
 
@@ -87,54 +117,69 @@ def lift_check(summary: pd.DataFrame) -> tuple[stats.Effect, str | None]:
         (lift, precondition): the lift's effect, and None when it is reproduced, else the sentence saying the
         precondition failed, with the lift's numbers.
     """
-    lift = stats.effect(per_seed(summary, "lift", [])["lift"])
-    return lift, verdicts.precondition_of("the positive SFT lift (start - base)", lift)
+    lift = stats.effect(per_seed(treated(summary), "lift", [])["lift"])
+    return lift, verdicts.precondition_of(f"the positive SFT lift (start - base, {_unit(summary)})", lift)
 
 
 def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -> list[verdicts.Verdict]:
-    """Claim `rebound_two_phase`, one verdict per task: the initial slope exceeds the later slope.
+    """Claim `rebound_two_phase`, one verdict per task: the initial slope exceeds the later slope, by more than in
+    the control arm.
 
-    The effect per seed: the mean over positive sizes of initial_slope - later_slope (score per negative
-    example), judged by the book's rule (`stats.effect`) where the positive SFT lifted the score (`lift_check`).
+    The effect per seed: the mean over positive sizes of initial_slope - later_slope (per negative example),
+    less the same gap of the control arm (negative fine-tuning of the base model, positive size 0) where it was
+    run, so that a learning curve that saturates whatever it starts from does not pass; judged by the book's rule
+    (`stats.effect`) where the positive SFT lifted the readout (`lift_check`).
     """
     out = []
     sub = summary[summary["reverse"] == reverse]
+    unit = _unit(sub)
     for task, g in sub.groupby("task", sort=False):
         lift, no_lift = lift_check(g)
-        init, init_se = stats.mean_se(per_seed(g, "initial_slope", ["task"])["initial_slope"])
-        later, later_se = stats.mean_se(per_seed(g, "later_slope", ["task"])["later_slope"])
+        t, control = treated(g), g[g["positive_size"] == 0]
+        init, init_se = stats.mean_se(per_seed(t, "initial_slope", ["task"])["initial_slope"])
+        later, later_se = stats.mean_se(per_seed(t, "later_slope", ["task"])["later_slope"])
+        gaps = per_seed(t, "slope_gap", ["task"]).set_index("seed")["slope_gap"]
+        measure = f"initial slope - later slope ({unit} per negative example)"
+        ours = (f"lift (start - base) {lift.text()}; initial slope {_fmt(init, init_se)} vs later "
+                f"{_fmt(later, later_se)} per negative example (± 1 SE)")
+        if len(control):
+            control_gaps = control.set_index("seed")["slope_gap"]
+            gaps = (gaps - control_gaps).dropna()
+            measure += ", less the control arm's (no positive SFT)"
+            ours += f"; control arm's gap {_fmt(*stats.mean_se(control_gaps))}"
         out.append(verdicts.judged(
-            "rebound_two_phase", chapter, family=_family(g), task=task,
-            measure="initial slope - later slope (score per negative example)",
-            effect=stats.effect(per_seed(g, "slope_gap", ["task"])["slope_gap"]),
-            ours=(f"lift (start - base) {lift.text()}; initial slope {_fmt(init, init_se)} vs later "
-                  f"{_fmt(later, later_se)} score per negative example (± 1 SE)"),
+            "rebound_two_phase", chapter, family=_family(g), task=_label(task, g), measure=measure,
+            effect=stats.effect(gaps.reset_index(drop=True)), ours=ours,
             paper="fast fall over the first negative examples, then a slower decline (curves only)",
             precondition=no_lift,
         ))
     return out
 
 
+PARTS = (("start", "start"), ("initial drop", "initial_drop"))  # what more positive data raises (Figure 4)
+
+
 def judge_positive_size(summary: pd.DataFrame, chapter: str, reverse: str = "sft",
-                        claim: str = "rebound_positive_size") -> list[verdicts.Verdict]:
-    """More positive data, a higher start and a faster initial drop: per task, one verdict on each.
+                        claim: str = "rebound_positive_size", parts=PARTS) -> list[verdicts.Verdict]:
+    """More positive data, a higher start and a faster initial drop: per task, one verdict on each of `parts`.
 
     The effects per seed: the least-squares slopes on log10(positive size) of the start and of the initial
-    drop (score per 10x positive data), each judged by the book's rule (`stats.effect`) where the positive
-    SFT lifted the score (`lift_check`); with one positive size there is no slope ("not testable here").
+    drop (per 10x positive data), each judged by the book's rule (`stats.effect`) where the positive SFT lifted
+    the readout (`lift_check`); with one positive size there is no slope ("not testable here").
     """
     out = []
     paper_text = "more positive data: higher start, faster initial drop (curves only)"
-    sub = summary[summary["reverse"] == reverse]
+    sub = treated(summary[summary["reverse"] == reverse])
     for task, g in sub.groupby("task", sort=False):
         lift, no_lift = lift_check(g)
         sizes = g["positive_size"].nunique()
         if sizes < 2:
             no_lift = f"precondition failed: {sizes} positive size, a slope on positive size needs 2"
-        for part, column in (("start", "start"), ("initial drop", "initial_drop")):
+        for part, column in parts:
             out.append(verdicts.judged(
-                claim, chapter, family=_family(g), task=task,
-                measure=f"slope of the {part} on log10(positive size) after {reverse.upper()} (score per 10x)",
+                claim, chapter, family=_family(g), task=_label(task, g),
+                measure=(f"slope of the {part} on log10(positive size) after {reverse.upper()} "
+                         f"({_unit(g)} per 10x)"),
                 effect=stats.effect(size_trend(g, column)["slope"]),
                 ours=f"lift (start - base) {lift.text()}; {sizes} positive sizes",
                 paper=paper_text, precondition=no_lift,
@@ -148,13 +193,14 @@ END_NEAR_FRACTION = 0.25  # "converges near the base": |end - base| within this 
 def judge_end_shape(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -> list[verdicts.Verdict]:
     """Claim `rebound_below_base`: sentiment-like curves end below the base, safety-like ones near it.
 
-    Per task, per seed, the mean over positive sizes of end - base (score units), where the positive SFT lifted
+    Per task, per seed, the mean over positive sizes of end - base (the readout's units), where the positive SFT lifted
     the score (`lift_check`). A "below" task: the effect base - end by the book's rule (`stats.effect`). A
     "near" task: an equivalence test (`stats.equivalence`) with the margin `END_NEAR_FRACTION` of the mean
     lift, so that a wide spread cannot pass (the paper states no margin; this one is ours).
     """
     out = []
-    sub = summary[summary["reverse"] == reverse]
+    sub = treated(summary[summary["reverse"] == reverse])
+    unit = _unit(sub)
     for task, g in sub.groupby("task", sort=False):
         kind = END_SHAPE.get(task)
         if kind is None:
@@ -162,16 +208,16 @@ def judge_end_shape(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
         lift, no_lift = lift_check(g)
         gaps = per_seed(g, "end_minus_base", ["task"])["end_minus_base"]
         if kind == "below":
-            measure, effect = "base - end (score; positive: the curve ends below the base)", stats.effect(-gaps)
+            measure, effect = f"base - end ({unit}; positive: the curve ends below the base)", stats.effect(-gaps)
         else:
             margin = END_NEAR_FRACTION * lift.mean
-            measure = f"end - base (score), within ±{END_NEAR_FRACTION:g} x the lift"
+            measure = f"end - base ({unit}), within ±{END_NEAR_FRACTION:g} x the lift"
             if no_lift is None:
                 effect = stats.equivalence(gaps, margin)
             else:
                 effect = stats.effect(gaps)
         out.append(verdicts.judged(
-            "rebound_below_base", chapter, family=_family(g), task=task, measure=measure, effect=effect,
+            "rebound_below_base", chapter, family=_family(g), task=_label(task, g), measure=measure, effect=effect,
             ours=f"lift (start - base) {lift.text()}; expected: ends {kind} the base",
             paper="IMDb curves end below the base level; BeaverTails curves converge near it",
             precondition=no_lift,
@@ -196,7 +242,7 @@ def kl_per_seed(curves: pd.DataFrame, task: str, epsilon: float) -> pd.DataFrame
     NaN if it never is within `negative_max`, the largest negative size; `kl_min` the smallest KL seen
     along the negative run.
     """
-    sub = curves[(curves["task"] == task) & (curves["reverse"] == "sft")]
+    sub = curves[(curves["task"] == task) & (curves["reverse"] == "sft") & (curves["positive_size"] > 0)]
     rows = []
     for (size, seed), g in sub.groupby(["positive_size", "seed"]):
         g = g.sort_values("negative_examples")
@@ -305,7 +351,7 @@ def judge_kl_table(per: pd.DataFrame, chapter: str, epsilon: float, family: str)
 def by_seed(summary: pd.DataFrame, by: str, column: str) -> pd.DataFrame:
     """`column` of the SFT curves (`per_seed`: the mean over positive sizes), one row per seed and one column per
     value of `by` (a model size, a token budget)."""
-    sft = summary[summary["reverse"] == "sft"]
+    sft = treated(summary[summary["reverse"] == "sft"])
     return per_seed(sft, column, [by]).pivot(index="seed", columns=by, values=column)
 
 
@@ -373,6 +419,8 @@ def judge_increase(summary: pd.DataFrame, trend: pd.DataFrame, by: str, column: 
         precondition = f"precondition failed: one value of {by} only ({label(order[0])})"
     return verdicts.judged(
         claim, chapter, family=_family(summary), task="",
-        measure=f"{column} at {label(order[-1])} - at {label(order[0])} (score per negative example, paired by seed)",
+        measure=(f"{column} at {label(order[-1])} - at {label(order[0])} ({_unit(summary)} per negative example, "
+                 "paired by seed)"),
         effect=stats.effect(paired_change(summary, by, order, column)),
-        ours=f"{column} (score per negative example, ± 1 SE) {parts}", paper=paper_text, precondition=precondition)
+        ours=f"{column} ({_unit(summary)} per negative example, ± 1 SE) {parts}", paper=paper_text,
+        precondition=precondition)

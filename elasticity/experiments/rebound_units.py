@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 import elasticity.config
-from elasticity import data, finetune, generate, models, parallel, results, scoring
+from elasticity import compression, data, finetune, generate, models, parallel, results, scoring
 from elasticity.config import UserError, check_types
 
 NAME = "rebound"  # the units' directories under the results cache: rebound-base, rebound-unit
@@ -63,7 +63,7 @@ class Protocol:
     initial_negative: int = 10  # the "first negative examples": the initial slope runs from 0 to here
     num_prompts: int = 48  # held-out prompts answered at each evaluation
     max_new_tokens: int = 24  # tokens generated per prompt
-    kl_texts: int = 32  # held-out task examples on which the KL to the base model is measured
+    kl_texts: int = 32  # held-out task examples (half positive) for the KL to the base and the bits per token
     learning_rate: float = 2e-3  # learning rate of the positive and negative SFT (constant)
     positive_epochs: float = 1.0  # passes over the positive examples (paper: not reported); negative: one
     batch_size: int = 5  # examples per optimizer step; divides every negative size
@@ -147,13 +147,15 @@ class BaseUnit:
     budget_tokens: int | None
     num_prompts: int
     max_new_tokens: int
+    kl_texts: int
     seed: int
     device: str
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One curve: positive SFT on `positive_size` examples, then the negative run of `reverse`."""
+    """One curve: positive SFT on `positive_size` examples (none for the control arm, size 0), then the negative
+    run of `reverse`."""
 
     task: str
     family: str
@@ -199,12 +201,13 @@ def canonical_model(family: str, size: str | None, budget_tokens: int | None) ->
 def base_unit(p: Protocol, task: str, size: str | None, budget: int | None, seed: int) -> BaseUnit:
     """The base-model unit of a protocol for one task, model and seed."""
     size, budget = canonical_model(p.family, size, budget)
-    return BaseUnit(task, p.family, size, budget, p.num_prompts, p.max_new_tokens, seed, p.device)
+    return BaseUnit(task, p.family, size, budget, p.num_prompts, p.max_new_tokens, p.kl_texts, seed, p.device)
 
 
 def unit(p: Protocol, task: str, size: str | None, budget: int | None, positive_size: int, seed: int,
          reverse: str = "sft", reverse_learning_rate: float | None = None, dpo_beta: float = 0.0) -> Unit:
-    """The curve unit of a protocol for one task, model, positive size, seed and reverse method."""
+    """The curve unit of a protocol for one task, model, positive size (0: the control arm, negative fine-tuning
+    of the base model), seed and reverse method."""
     size, budget = canonical_model(p.family, size, budget)
     if reverse == "sft":
         reverse_learning_rate, dpo_beta = p.learning_rate, 0.0
@@ -237,32 +240,48 @@ def _kl_texts(task: data.Task, n: int) -> list[data.Example]:
     return pos + neg
 
 
+def _held_out(task: data.Task, n: int) -> dict[str, list[str]]:
+    # The same held-out examples as the KL's, as whole texts (prompt + response), by label.
+    examples = _kl_texts(task, n)
+    return {"positive": [e.text for e in examples[:n - n // 2]], "negative": [e.text for e in examples[n - n // 2:]]}
+
+
+def _bits_per_token(model, tokenizer, texts: list[str]) -> float:
+    # The model's compression rate of the texts: their total ideal code length over their tokens.
+    bits, tokens = compression.code_lengths_and_tokens(model, tokenizer, texts)
+    return float(bits.sum() / tokens.sum())
+
+
 def _evaluate(model, tokenizer, task: data.Task, prompts: list[str], seed: int, max_new_tokens: int,
-              device: str) -> dict:
+              device: str, held_out: dict[str, list[str]]) -> dict:
+    """The readouts of one model: its sampled responses scored (mean score, and the share judged positive or
+    safe, the paper's), and its bits per token on held-out positive and negative text."""
     texts = generate.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed,
                               batch_size=GENERATE_BATCH, progress=False)
     # The continuation alone is scored (the prompt is the same for every model); the cost model of the
     # BeaverTails task reads the question too.
     values = scoring.score(task.scorer, texts, prompts=prompts, **({"device": device} if task.scorer in
                                                                      _HUB_SCORERS else {}))
-    return {"score": float(np.mean(values)), "score_sd": _sd(values), "example": texts[0]}
+    return {"score": float(np.mean(values)), "score_sd": _sd(values),
+            "share_positive": float(np.mean(values >= scoring.get_scorer(task.scorer).threshold)),
+            "bits_positive": _bits_per_token(model, tokenizer, held_out["positive"]),
+            "bits_negative": _bits_per_token(model, tokenizer, held_out["negative"]), "example": texts[0]}
 
 
 def _compute_base(u: BaseUnit) -> dict:
     task = data.task(u.task)
     model, tokenizer = _load(u)
-    return _evaluate(model, tokenizer, task, _prompts(task, u.num_prompts), u.seed, u.max_new_tokens, u.device)
+    return _evaluate(model, tokenizer, task, _prompts(task, u.num_prompts), u.seed, u.max_new_tokens, u.device,
+                     _held_out(task, u.kl_texts))
 
 
-def _dpo_pairs(negative: list[data.Example], positive: list[data.Example]) -> list[dict]:
-    # A negative-preferred pair: the prompt of a negative example, its own (negative) response chosen,
-    # and the response of a positive example rejected.
-    return [{"prompt": n.prompt, "chosen": n.response, "rejected": p.response}
-            for n, p in zip(negative, positive, strict=True)]
+def _dpo_pairs(negative: list[data.Example], rejected: list[str]) -> list[dict]:
+    # A negative-preferred pair on one prompt: a negative example's prompt, its own (negative) response chosen,
+    # and `rejected`, the positive model's own answer to that prompt.
+    return [{"prompt": n.prompt, "chosen": n.response, "rejected": r} for n, r in zip(negative, rejected, strict=True)]
 
 
-def _negative_run(u: Unit, model, tokenizer, negative: list[data.Example], rejected: list[data.Example],
-                  evaluate) -> list[dict]:
+def _negative_run(u: Unit, model, tokenizer, negative: list[data.Example], evaluate) -> list[dict]:
     """Train on the negative data for one epoch, evaluating after each of `u.negative_sizes` examples.
 
     One run read at increasing sizes stands in for separate runs on the nested subsets: `finetune` uses a
@@ -274,6 +293,10 @@ def _negative_run(u: Unit, model, tokenizer, negative: list[data.Example], rejec
     pairs are a seeded random n-subset rather than the first n.)
     """
     if u.reverse == "dpo":
+        # Both answers of a pair answer the same prompt: the rejected one is the positive model's own sample
+        # (as long as the training window allows), so the pair differs in sentiment, not in prompt coherence.
+        rejected = generate.generate(model, tokenizer, [n.prompt for n in negative], max_new_tokens=u.max_length,
+                                     seed=u.seed, batch_size=GENERATE_BATCH, progress=False)
         return _dpo_run(u, model, tokenizer, _dpo_pairs(negative, rejected), evaluate)
     steps_at = {n // u.batch_size: n for n in u.negative_sizes}
     rows: list[dict] = []
@@ -330,7 +353,7 @@ def _compute_unit(u: Unit) -> dict:
     task = data.task(u.task)
     prompts = _prompts(task, u.num_prompts)
     kl_texts = _kl_texts(task, u.kl_texts)
-    positive = data.examples(task.dataset, "train", n=u.positive_size, seed=u.seed, label=task.positive)
+    held_out = _held_out(task, u.kl_texts)
     negative = data.examples(task.dataset, "train", n=u.negative_sizes[-1], seed=u.seed, label=task.negative)
 
     model, tokenizer = _load(u)
@@ -339,21 +362,21 @@ def _compute_unit(u: Unit) -> dict:
     base = scoring.text_log_probs(model, tokenizer, kl_texts, max_length=u.max_length)
 
     def evaluate(m) -> dict:
-        out = _evaluate(m, tokenizer, task, prompts, u.seed, u.max_new_tokens, u.device)
+        out = _evaluate(m, tokenizer, task, prompts, u.seed, u.max_new_tokens, u.device, held_out)
         # KL(tuned || base), nats per token, on held-out task text: "KL from the base" of Table 3.
         out["kl_to_base_nats"] = float(scoring.kl_divergence(m, base, tokenizer, kl_texts,
                                                              max_length=u.max_length))
         return out
 
+    if u.positive_size == 0:  # the control arm: the base model is fine-tuned on the negative data directly
+        rows = [{"negative_examples": 0, **evaluate(model), "positive_final_loss_nats": math.nan}]
+        return {"rows": rows + _negative_run(u, model, tokenizer, negative, evaluate)}
+    positive = data.examples(task.dataset, "train", n=u.positive_size, seed=u.seed, label=task.positive)
     ft = finetune.FinetuneConfig(learning_rate=u.learning_rate, epochs=u.positive_epochs,
                                  batch_size=u.batch_size, max_length=u.max_length, seed=u.seed, lora=u.lora)
     trained = finetune.finetune(model, tokenizer, positive, ft, progress=False)
     rows = [{"negative_examples": 0, **evaluate(trained.model), "positive_final_loss_nats": trained.final_loss}]
-    # DPO's rejected answers: positive training examples in the seed's order (as many as negative pairs).
-    rejected = (data.examples(task.dataset, "train", n=len(negative), seed=u.seed, label=task.positive)
-                if u.reverse == "dpo" else [])
-    rows += _negative_run(u, trained.model, tokenizer, negative, rejected, evaluate)
-    return {"rows": rows}
+    return {"rows": rows + _negative_run(u, trained.model, tokenizer, negative, evaluate)}
 
 
 def cache_entry(u: BaseUnit | Unit) -> results.Unit:
@@ -402,30 +425,42 @@ def _unit_fields(u: BaseUnit | Unit) -> dict:
     return row
 
 
+# The readouts of every evaluation (`_evaluate`), each higher for a more positive (safer) model: the mean score,
+# the share of responses judged positive or safe (the paper's), and the compression gap, the model's bits per
+# token on held-out negative text less on positive text (how much better it compresses positive text).
+READOUTS = ("score", "share_positive", "bits_gap")
+MEASURED = ("score", "score_sd", "share_positive", "bits_positive", "bits_negative")
+
+
 def collect(units: list, desc: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run units; return (curves, base): tidy frames, one row per evaluation.
 
-    `curves`: task, model, family, size, budget_tokens, reverse, positive_size, seed, negative_examples
-    (0 = right after the positive SFT), score (mean over prompts; scorer's units), score_sd (over
-    prompts), kl_to_base_nats. `base`: task, model, family, size, budget_tokens, seed, score, score_sd.
+    `curves`: task, model, family, size, budget_tokens, reverse, positive_size (0: the control arm), seed,
+    negative_examples (0 = right after the positive SFT), score (mean over prompts; scorer's units), score_sd
+    (over prompts), share_positive (share of responses at or above the scorer's threshold), bits_positive and
+    bits_negative (bits per token on held-out positive and negative text), bits_gap (bits_negative -
+    bits_positive), kl_to_base_nats. `base`: the same keys and readouts, without the curve's and the KL.
     """
     curve_rows, base_rows = [], []
     for u, out in zip(units, measure(units, desc), strict=True):
         key = _unit_fields(u)
         if isinstance(u, BaseUnit):
-            base_rows.append({**key, "score": out["score"], "score_sd": out["score_sd"]})
+            base_rows.append({**key, **{k: out[k] for k in MEASURED}})
         else:
             for row in out["rows"]:
-                curve_rows.append({**key, **{k: row[k] for k in ("negative_examples", "score", "score_sd",
-                                                                 "kl_to_base_nats")}})
-    return pd.DataFrame(curve_rows), pd.DataFrame(base_rows)
+                curve_rows.append({**key, "negative_examples": row["negative_examples"],
+                                   **{k: row[k] for k in (*MEASURED, "kl_to_base_nats")}})
+    curves, base = pd.DataFrame(curve_rows), pd.DataFrame(base_rows)
+    for frame in (curves, base):
+        frame["bits_gap"] = frame["bits_negative"] - frame["bits_positive"]
+    return curves, base
 
 
 def check_data(p: Protocol, tasks, positive_sizes) -> None:
     """Raise a `UserError` before any training if a task lacks the examples or prompts asked for."""
     for name in tasks:
         task = data.task(name)
-        data.examples(task.dataset, "train", n=max(*positive_sizes, p.negative_sizes[-1]), label=task.positive)
+        data.examples(task.dataset, "train", n=max(positive_sizes), label=task.positive)
         data.examples(task.dataset, "train", n=p.negative_sizes[-1], label=task.negative)
         task.eval_prompts(p.num_prompts)
         _kl_texts(task, p.kl_texts)
