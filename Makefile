@@ -23,8 +23,9 @@ $(STAMP): requirements.txt requirements-data.txt lock.txt pyproject.toml
 book: $(STAMP)  ## build the book strictly, running every chapter for real at the default scale (CPU)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/elasticity book
 
-book-real: $(STAMP)  ## run and archive the real-model chapters into results/ (SmolLM2-135M on 2 CPU cores: about an hour)
+book-real: $(STAMP)  ## run and archive the real-model chapters into results/ (SmolLM2-135M on 2 CPU cores: hours, resumable)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/elasticity run resistance -p family smollm2-135m --archive
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/elasticity run rebound -p family smollm2-135m --archive
 
 test: $(STAMP)  ## run the test suite (CPU-only, offline; includes a smoke-scale build of the whole book)
 	PATH="$(CURDIR)/$(BIN):$$PATH" OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not gpu and not network"

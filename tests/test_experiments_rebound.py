@@ -125,10 +125,12 @@ def test_pretrained_families_get_a_fine_tuning_learning_rate(monkeypatch):
 
     monkeypatch.setenv("ELASTICITY_SCALE", "default")
     assert rebound.config().learning_rate == rebound.PRESETS["default"].learning_rate  # tiny: the preset's
-    smol = rebound.config(family="smollm2-135m")
-    assert smol.learning_rate == rebound.PRETRAINED_LEARNING_RATE
-    assert smol.dpo_learning_rate == rebound.PRETRAINED_DPO_LEARNING_RATE
-    assert rebound.config(family="smollm2-135m", learning_rate=1e-4).learning_rate == 1e-4
+    hub = rebound.config(family="llama2-7b")  # a pretrained family without settings of its own
+    assert hub.learning_rate == rebound.PRETRAINED_LEARNING_RATE
+    assert hub.dpo_learning_rate == rebound.PRETRAINED_DPO_LEARNING_RATE
+    assert rebound.config(family="llama2-7b", learning_rate=1e-4).learning_rate == 1e-4
+    smol = rebound.config(family="smollm2-135m")  # its own settings (rebound_pilot)
+    assert smol.learning_rate == rebound.FAMILY_SETTINGS["smollm2-135m"]["learning_rate"] and smol.lora
     assert model_size.config(family="smollm2-135m").learning_rate == rebound.PRETRAINED_LEARNING_RATE
     assert pretraining_volume.config(family="smollm2-135m").learning_rate == rebound.PRETRAINED_LEARNING_RATE
 
