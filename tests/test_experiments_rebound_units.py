@@ -1,5 +1,6 @@
 """Tests of rebound's cached units: what a unit trains, and units computed in worker processes."""
 
+import numpy as np
 import pytest
 
 from elasticity.experiments import rebound, rebound_units
@@ -54,3 +55,18 @@ def test_units_in_worker_processes_equal_units_in_process(tmp_path, monkeypatch)
     finally:
         torch.set_num_threads(threads)
     assert in_workers == in_process
+
+
+@pytest.mark.slow
+def test_a_lora_curve_reverses_by_dpo_against_its_merged_positive_model(tmp_path, monkeypatch):
+    """LoRA runs (the SmolLM2 settings) reach DPO: its reference is the positive model with the adapters merged,
+    so DPO starts with zero margin and the curve is read at every negative size."""
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    cfg = rebound.config(positive_sizes=(8,), dpo_positive_sizes=(8,), seeds=(0,), tasks=("sentiment",),
+                         kl_task="sentiment", control=False, lora=True)
+    dpo = rebound.units(cfg)[-1]
+    assert dpo.reverse == "dpo" and dpo.lora
+    rows = rebound_units._compute_unit(dpo)["rows"]
+    assert [r["negative_examples"] for r in rows] == [0, *cfg.negative_sizes]
+    assert all(np.isfinite([r["kl_to_base_nats"], r["bits_positive"], r["bits_negative"]]).all() for r in rows)

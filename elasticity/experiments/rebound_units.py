@@ -326,6 +326,10 @@ def _dpo_run(u: Unit, model, tokenizer, pairs: list[dict], evaluate) -> list[dic
                 rows.append({"negative_examples": steps_at[state.global_step], **evaluate(model)})
 
     reference = copy.deepcopy(model).eval()
+    if hasattr(reference, "merge_and_unload"):
+        # A LoRA model's frozen reference is its positive model with the adapters merged in: trl's fused forward
+        # reads a plain causal LM's backbone, which a peft wrapper does not expose.
+        reference = reference.merge_and_unload()
     bars = datasets.utils.logging.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # trl's dataset preparation, once per unit: noise in a chapter
     with tempfile.TemporaryDirectory(prefix="rebound-dpo-") as tmp:
