@@ -337,7 +337,11 @@ def _dpo_run(u: Unit, model, tokenizer, pairs: list[dict], evaluate) -> list[dic
                          learning_rate=u.reverse_learning_rate, lr_scheduler_type="constant", warmup_steps=0,
                          beta=u.dpo_beta, max_length=u.max_length, report_to=[], save_strategy="no",
                          logging_strategy="no", seed=u.seed, data_seed=u.seed, disable_tqdm=True,
-                         use_cpu=u.device == "cpu", dataloader_drop_last=False)
+                         use_cpu=u.device == "cpu", dataloader_drop_last=False,
+                         # float32 and no activation checkpointing, as the SFT steps (trl defaults to bf16 autocast,
+                         # which a CPU without bf16 units emulates slowly, and to checkpointing, which also turns
+                         # the KV cache off in the evaluations' sampling)
+                         bf16=False, gradient_checkpointing=False)
         trainer = DPOTrainer(model=model, ref_model=reference, args=args,
                              train_dataset=datasets.Dataset.from_list(pairs), processing_class=tokenizer,
                              callbacks=[_Evaluate()])
