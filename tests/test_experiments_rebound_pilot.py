@@ -51,3 +51,13 @@ def test_a_tiny_pilot_tabulates_each_rate_and_archives(tmp_path, monkeypatch):
     [found], refused = archived.rejudge(rebound_pilot)
     assert refused == [] and not found.stale
     pd.testing.assert_frame_equal(found.result["grid"], grid)
+
+
+def test_a_repeated_rate_is_refused_before_any_work(monkeypatch):
+    monkeypatch.setenv("ELASTICITY_SCALE", "default")
+    with pytest.raises(UserError, match="learning_rates .* repeats a rate"):
+        rebound_pilot.config(learning_rates=(1e-3, 1e-3))
+    with pytest.raises(UserError, match="dpo_learning_rates .* repeats a rate"):
+        rebound_pilot.config(dpo_learning_rates=(1e-3, 1e-3))
+    with pytest.raises(UserError, match="dpo_learning_rate"):
+        rebound_pilot.config(dpo_learning_rates=(1e-4, 2.0))  # a later rate is checked too

@@ -72,14 +72,19 @@ def treated(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[summary["positive_size"] > 0]
 
 
+def _readout(summary: pd.DataFrame) -> str:
+    # The readout of a `summarize` table (the primary one where the table is empty).
+    return summary["readout"].iloc[0] if len(summary) else PRIMARY
+
+
 def _unit(summary: pd.DataFrame) -> str:
     # The unit of the summary's readout, for the verdicts' words.
-    return READOUT_UNITS[summary["readout"].iloc[0]] if "readout" in summary and len(summary) else "score"
+    return READOUT_UNITS[_readout(summary)]
 
 
 def _label(task: str, summary: pd.DataFrame) -> str:
     # A verdict's part: the task, named with its readout where that is not the primary one.
-    readout = summary["readout"].iloc[0] if "readout" in summary and len(summary) else PRIMARY
+    readout = _readout(summary)
     return task if readout == PRIMARY else f"{task}, {READOUT_NAMES[readout]}"
 
 

@@ -41,13 +41,17 @@ class Config:
         check_types(self)
         if not self.learning_rates:
             raise UserError("the pilot needs at least one SFT learning rate")
-        self.protocol(self.learning_rates[0])  # every run's config is checked here, before any work
+        for name in ("learning_rates", "dpo_learning_rates"):
+            if len(set(getattr(self, name))) != len(getattr(self, name)):
+                raise UserError(f"{name} {getattr(self, name)!r} repeats a rate; give each rate once")
+        self.units()  # every run's config is built, and so checked, here: before any work
 
-    def protocol(self, learning_rate: float) -> rebound.Config:
-        """The family's rebound config cut to the pilot's task, seed and positive size, at one SFT rate."""
+    def protocol(self, learning_rate: float, dpo_learning_rate: float | None = None) -> rebound.Config:
+        """The family's rebound config cut to the pilot's task, seed and positive size, at one SFT rate (and DPO
+        rate)."""
         return rebound.config(family=self.family, tasks=(self.task,), dpo_task=None, kl_task=self.task,
                               positive_sizes=(self.positive_size,), seeds=(self.seed,), control=False,
-                              learning_rate=learning_rate, device=self.device)
+                              learning_rate=learning_rate, dpo_learning_rate=dpo_learning_rate, device=self.device)
 
     def units(self) -> list:
         """The base unit, an SFT curve per SFT rate, and a DPO curve per DPO rate (from the family's SFT rate)."""
@@ -56,9 +60,10 @@ class Config:
         found += [rebound_units.unit(self.protocol(rate), self.task, None, None, self.positive_size, self.seed)
                   for rate in self.learning_rates]
         chosen = rebound.config(family=self.family).learning_rate
-        found += [rebound_units.unit(self.protocol(chosen), self.task, None, None, self.positive_size, self.seed,
-                                     "dpo", rate, rebound.config(family=self.family).dpo_beta)
-                  for rate in self.dpo_learning_rates]
+        for rate in self.dpo_learning_rates:
+            p = self.protocol(chosen, rate)
+            found.append(rebound_units.unit(p, self.task, None, None, self.positive_size, self.seed, "dpo",
+                                            p.dpo_learning_rate, p.dpo_beta))
         return found
 
 
@@ -81,9 +86,6 @@ def measure(cfg: Config) -> dict:
     """`curves` and `base` of the grid's units (`rebound_units.collect`), with each curve's reverse rate."""
     units = cfg.units()
     curves, base = rebound_units.collect(units, "rebound pilot: fine-tunes")
-    rates = {(u.reverse, u.reverse_learning_rate) for u in units[1:]}
-    if len(rates) != len(units) - 1:
-        raise UserError("the pilot's grid repeats a rate; give each rate once")
     curves.insert(0, "learning_rate", [u.reverse_learning_rate for u in units[1:]
                                        for _ in range(len(u.negative_sizes) + 1)])
     return {"curves": curves, "base": base}
