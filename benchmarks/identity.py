@@ -1,6 +1,6 @@
 """Which settings still change the numbers: bitwise identity of a smoke-scale rebound run under each candidate.
 
-Runs `elasticity run rebound` at smoke scale once per candidate (thread count, hash seed, allocator, worker
+Runs `elasticity run rebound` at smoke scale once per candidate (an inherited thread count, hash seed, allocator, worker
 processes, an inherited kernel level, a later rerun, and the unpinned native kernels as the control that must
 differ), each in a fresh process tree with an empty cache, and compares every cached unit's result with the
 baseline's byte for byte. Prints one JSON line and writes it to benchmarks/latest/identity.json.
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import record
 
-from elasticity import numerics
+from elasticity import numerics, parallel
 from elasticity.machine import describe as describe_machine
 
 LATEST = record.latest("identity")
 UNIT_KINDS = ("rebound-base", "rebound-unit")
 # name -> environment added to the baseline's; "native" opts out of pinning and is expected to differ.
 CANDIDATES = {
-    "threads_1": {"OMP_NUM_THREADS": "1"},
+    "inherited_threads_1": {"OMP_NUM_THREADS": "1"},
     "hash_seed_12345": {"PYTHONHASHSEED": "12345"},
     "malloc_one_arena_perturbed": {"MALLOC_ARENA_MAX": "1", "MALLOC_PERTURB_": "85"},
     "workers_2": {"ELASTICITY_WORKERS": "2"},
@@ -47,6 +47,11 @@ def unit_results(cache: Path) -> dict[str, str]:
 def identical(base: dict[str, str], other: dict[str, str]) -> int:
     """How many of the baseline's units the other run reproduced byte for byte."""
     return sum(other.get(key) == text for key, text in base.items())
+
+
+def fits(extra: dict[str, str]) -> bool:
+    """Whether this machine holds the candidate's worker processes (each takes the pinned threads' cores)."""
+    return int(extra.get(parallel.ENV, "1")) <= parallel.max_workers("tiny", "cpu")[0]
 
 
 def run(work: Path, name: str, extra: dict[str, str]) -> dict[str, str]:
@@ -69,11 +74,12 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     base = run(work, "baseline", {})
-    counts = {name: identical(base, run(work, name, extra)) for name, extra in CANDIDATES.items()}
+    counts = {name: identical(base, run(work, name, extra)) for name, extra in CANDIDATES.items() if fits(extra)}
     result = {
         "benchmark": "identity", "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "units": len(base), "identical_units": counts,
         "changes_the_numbers": sorted(name for name, count in counts.items() if count < len(base)),
+        "not_run_here": sorted(set(CANDIDATES) - set(counts)),  # more workers than this machine holds
         "wall_s": round(time.perf_counter() - start, 1), "logs": str(work),
         "pinned": dict(numerics.PINNED), "machine": describe_machine(),
     }

@@ -1,4 +1,4 @@
-"""Same numbers on every machine of this kind: one CPU instruction-set level for torch, MKL and oneDNN.
+"""Same numbers on every machine of this kind: one CPU instruction-set level and one thread count for every unit.
 
 PyTorch's own kernels (ATen), MKL and oneDNN each pick a code path by the CPU's instruction set when the
 process starts. A wider vector unit sums in another order, the seventh digit of a loss moves, and over a
@@ -7,17 +7,29 @@ machine and differed between classes. `pin` sets every library to AVX2, which ev
 kind has, through the libraries' own switches in the environment: the process and everything it starts
 (kernels, worker processes, jupyter-book) compute alike. Each library reads its switch when it first
 computes, so `pin` must run before torch computes anything (importing torch is fine); importing `elasticity`
-runs it. `ELASTICITY_NATIVE_KERNELS=1` opts out, for speed over identity.
+runs it.
+
+The thread count changes numbers too: a reduction split across threads sums in another order (a tiny default
+rebound unit at 1 and 2 threads differs from its first training loss on). Every unit computes with `THREADS`
+intra-op threads (`unit_threads`), whatever the machine's cores, the inherited `OMP_NUM_THREADS` or the count of
+worker processes. `ELASTICITY_NATIVE_KERNELS=1` opts out of both, for speed over identity.
 """
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 OPT_OUT = "ELASTICITY_NATIVE_KERNELS"
+# torch intra-op threads of every unit: the cores of the machines the book is built on (2), so that a build
+# there computes as fast as unpinned; more threads help little at these sizes (a tiny rebound unit: 7.7 s at 1
+# thread, 6.8 s at 2). Worker processes on a CPU each take this many cores (`parallel.max_workers`).
+THREADS = 2
 PINNED = {
     "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's vectorised kernels
     "MKL_CBWR": "AVX2",  # MKL's conditional numerical reproducibility: the AVX2 code path on any CPU that has it
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (mkldnn) kernels
+    "OMP_NUM_THREADS": str(THREADS),  # the thread pools of torch and numpy's BLAS, in every process started
 }
 PINNED_CAPABILITY = "AVX2"  # as `torch.backends.cpu.get_cpu_capability()` names it
 
@@ -42,6 +54,28 @@ def pin() -> None:
     """Set the pinned levels in this process's environment, overriding what it inherited, unless opted out."""
     if applies():
         os.environ.update(PINNED)
+
+
+def threads() -> int | None:
+    """The torch threads every unit computes with: `THREADS`, or None where the user opted out."""
+    return None if native() else THREADS
+
+
+@contextmanager
+def unit_threads() -> Iterator[None]:
+    """Compute the block with `threads()` torch intra-op threads (the count before is restored after)."""
+    count = threads()
+    if count is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def check() -> None:

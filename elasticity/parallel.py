@@ -2,7 +2,9 @@
 
 One rebound unit (a SmolLM2 fine-tune with batches of 5 examples, 24-token sampling) leaves a GPU idle most
 of the time: the time goes to kernel launches, Python and the CPU scorers. Units in separate processes
-overlap there. On a CPU the processes split the cores instead, so one worker (in process) is the default.
+overlap there. On a CPU the processes split the cores instead, so one worker (in process) is the default; each
+unit computes with the pinned thread count (`numerics.THREADS`) wherever it runs, so a worker takes that many
+cores, and a unit's numbers do not depend on the count of workers.
 A count the machine cannot hold (cores, memory per worker) is refused before any process starts, and every
 worker ends with the process that started it (`elasticity.lifeline`).
 """
@@ -17,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from tqdm.auto import tqdm
 
-from elasticity import families, lifeline
+from elasticity import families, lifeline, numerics
 from elasticity.config import UserError
 
 ENV = "ELASTICITY_WORKERS"
@@ -66,14 +68,15 @@ def worker_bytes(family: str, device: str) -> tuple[int, int]:
 def max_workers(family: str, device: str) -> tuple[int, str]:
     """The most worker processes this machine holds for units of `family` on `device`, and what limits it.
 
-    One core per worker; host memory available now, less one process for the kernel that waits on them,
-    divided by `worker_bytes`; on a GPU also its free memory divided by the worker's share.
+    `numerics.THREADS` cores per worker (one where the user opted out of pinning); host memory available now,
+    less one process for the kernel that waits on them, divided by `worker_bytes`; on a GPU also its free
+    memory divided by the worker's share.
     """
     import psutil
 
     host, device_bytes = worker_bytes(family, device)
-    count = cores()
-    limits = {f"{count} cores": count}
+    count, threads = cores(), numerics.threads() or 1
+    limits = {f"{count} cores, {threads} per worker": max(1, count // threads)}
     available = psutil.virtual_memory().available
     limits[f"{available / 2**30:.1f} GiB of memory available, about {host / 2**30:.1f} GiB per worker of "
            f"family {family!r} on {device}"] = max(0, (available - PROCESS_BYTES) // host)
@@ -108,7 +111,8 @@ def map_unordered(fn: Callable, items: Iterable, workers: int, desc: str) -> Ite
     """`fn(item)` for each item, yielded as each finishes, with a progress bar.
 
     With `workers` > 1 the items run in that many spawned processes (`fn` must be importable, a module-level
-    function), each with its share of this process's torch threads, each ending when this process ends.
+    function), each with the pinned thread count (`numerics.threads`; opted out: its share of this process's
+    torch threads), each ending when this process ends.
     The first error cancels the items not started, waits for those running, and is raised here; whatever
     `fn` cached stays cached.
     """
@@ -123,7 +127,7 @@ def map_unordered(fn: Callable, items: Iterable, workers: int, desc: str) -> Ite
         return
     import torch
 
-    threads = max(1, torch.get_num_threads() // workers)
+    threads = numerics.threads() or max(1, torch.get_num_threads() // workers)
     pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(threads, os.getpid()))
     try:

@@ -232,8 +232,9 @@ def load_or_run(name: str, config: Any, compute: Callable[[Any], Any], *, cache:
     entry = entry_dir(name, config, compute, cache)
     numerics.check()  # nothing is cached that was computed at another kernel level than the pinned one
     start = time.perf_counter()
-    result = compute(config)
-    record = provenance(config, time.perf_counter() - start, entry.name, compute)
+    with numerics.unit_threads():  # and every unit with the same thread count
+        result = compute(config)
+        record = provenance(config, time.perf_counter() - start, entry.name, compute)
 
     def fill(tmp: Path) -> None:
         (tmp / "result.json").write_text(json.dumps(_encode(result)))
@@ -261,11 +262,13 @@ def build_once(target: Path, build: Callable[[Path], None], config: Any = None,
         if not (target / "DONE").is_file():
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
             try:
+                numerics.check()
                 start = time.perf_counter()
-                build(tmp)
-                if config is not None:
-                    record = provenance(config, time.perf_counter() - start, target.name, compute)
-                    (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
+                with numerics.unit_threads():  # the kernel level and thread count of every result
+                    build(tmp)
+                    if config is not None:
+                        record = provenance(config, time.perf_counter() - start, target.name, compute)
+                        (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
                 (tmp / "DONE").touch()
                 shutil.rmtree(target, ignore_errors=True)  # a stale directory without the marker
                 os.rename(tmp, target)

@@ -150,7 +150,8 @@ REBOUND_UNITS = ("rebound-base", "rebound-unit")
 def _start_rebound(cache, out):
     """`elasticity run rebound` at smoke scale with 2 workers, its own cache and output directory."""
     env = {**os.environ, "ELASTICITY_SCALE": "smoke", "ELASTICITY_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+           "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "ELASTICITY_NATIVE_KERNELS": "1"}  # unpinned threads, one core a worker: two workers fit 2 cores
     env.pop(parallel.ENV, None)
     argv = [sys.executable, "-m", "elasticity.cli", "run", "rebound", "--workers", "2", "--out", str(out),
             "--no-progress"]

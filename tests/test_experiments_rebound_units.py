@@ -32,10 +32,13 @@ def test_positive_epochs_reach_the_positive_sft_only(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_units_in_worker_processes_equal_units_in_process(tmp_path, monkeypatch):
-    """Two workers compute the same numbers as this process (same seeds, one torch thread each), and a unit
-    already cached is not computed again."""
+    """Two workers compute the same numbers as this process (same seeds, the pinned thread count in each, though
+    this process runs one thread), and a unit already cached is not computed again."""
     import torch
 
+    from elasticity import parallel
+
+    monkeypatch.setattr(parallel, "cores", lambda: 4)  # two workers of two threads fit (oversubscribed here)
     monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
     monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
     cfg = rebound.config(positive_sizes=(8,), dpo_positive_sizes=(8,), seeds=(0,), tasks=("sentiment",),

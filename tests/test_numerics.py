@@ -53,6 +53,64 @@ def test_the_pinned_level_wins_over_what_a_process_inherits():
     assert native_default[1] != nothing_set[1]
 
 
+# A unit whose numbers depend on the thread count: a mean over a million floats, which torch splits across its
+# threads (1 and 2 threads differ in the last digits); prints the mean exactly and the threads it ran with.
+THREADED_UNIT = textwrap.dedent("""
+    import pathlib, sys
+    from dataclasses import dataclass
+    import elasticity
+    import torch
+    from elasticity import results
+
+    @dataclass(frozen=True)
+    class Config:
+        n: int = 1_000_003
+
+    def mean_square(cfg):
+        x = torch.randn(cfg.n, generator=torch.Generator().manual_seed(0))
+        return {"mean_square": (x * x).mean().item(), "threads": torch.get_num_threads()}
+
+    out = results.load_or_run("probe", Config(), mean_square, cache=pathlib.Path(sys.argv[1]))
+    print(float(out["mean_square"]).hex(), out["threads"])
+""")
+
+
+def _run_threaded_unit(cache, **env) -> tuple[str, int]:
+    clean = {k: v for k, v in os.environ.items() if k not in (*numerics.PINNED, numerics.OPT_OUT)}
+    done = subprocess.run([sys.executable, "-c", THREADED_UNIT, str(cache)], env={**clean, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    mean, threads = done.stdout.split()
+    return mean, int(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.cpu_count() < 2, reason="the control needs two threads on two cores")
+def test_every_unit_computes_with_the_pinned_thread_count_whatever_it_inherits(tmp_path):
+    one = _run_threaded_unit(tmp_path / "a", OMP_NUM_THREADS="1")
+    nothing_set = _run_threaded_unit(tmp_path / "b")
+    assert one == nothing_set and one[1] == numerics.THREADS
+    # the test can fail: opted out, the inherited thread count computes the unit, and 1 and 2 threads differ
+    native_one = _run_threaded_unit(tmp_path / "c", OMP_NUM_THREADS="1", ELASTICITY_NATIVE_KERNELS="1")
+    native_two = _run_threaded_unit(tmp_path / "d", OMP_NUM_THREADS="2", ELASTICITY_NATIVE_KERNELS="1")
+    assert (native_one[1], native_two[1]) == (1, 2)
+    assert native_one[0] != native_two[0]
+
+
+def test_a_unit_computes_with_the_pinned_threads_and_restores_the_count_after(tmp_path):
+    seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results.load_or_run("probe", Config(seed=1), lambda cfg: seen.append(torch.get_num_threads()) or {},
+                            cache=tmp_path)
+        assert seen == [numerics.THREADS] and torch.get_num_threads() == 1
+        record = results.load_provenance("probe", Config(seed=1), lambda cfg: {}, cache=tmp_path)
+    finally:
+        torch.set_num_threads(before)
+    assert record["numerics"]["torch_threads"] == numerics.THREADS
+
+
 @pytest.mark.skipif(not numerics.applies(), reason="pinning applies on x86-64 Linux")
 def test_this_process_computes_at_the_pinned_level():
     assert torch.backends.cpu.get_cpu_capability() == numerics.PINNED_CAPABILITY
@@ -97,9 +155,10 @@ def test_provenance_names_what_identity_depends_on(tmp_path):
     results.load_or_run("probe", Config(), _compute, cache=tmp_path)
     record = results.load_provenance("probe", Config(), _compute, cache=tmp_path)["numerics"]
     assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    assert record["torch_threads"] == torch.get_num_threads()
+    assert record["torch_threads"] == numerics.THREADS
     assert record["torch"] == torch.__version__ and record["cpu"]
-    assert set(record) >= {"pinned", "aten_cpu_capability", "mkl_cbwr", "onednn_max_cpu_isa", "mkl"}
+    assert set(record) >= {"pinned", "aten_cpu_capability", "mkl_cbwr", "onednn_max_cpu_isa", "omp_num_threads",
+                           "mkl"}
 
 
 def test_a_process_without_torch_is_not_made_to_import_it():

@@ -54,11 +54,16 @@ def test_workers_are_limited_by_cores_and_memory(monkeypatch):
 
     monkeypatch.setattr(parallel, "cores", lambda: 8)
     monkeypatch.setattr(psutil, "virtual_memory", lambda: _Memory(20))
-    assert parallel.max_workers("tiny", "cpu") == (8, "8 cores")
-    parallel.check_fits(8, "tiny", "cpu")
-    with pytest.raises(UserError, match=r"^9 worker processes do not fit this machine: at most 8 \(8 cores\); "
-                                        r"give --workers or ELASTICITY_WORKERS 8 or fewer$"):
-        parallel.check_fits(9, "tiny", "cpu")
+    # each worker computes with the pinned thread count (2), so it takes two cores
+    assert parallel.max_workers("tiny", "cpu") == (4, "8 cores, 2 per worker")
+    parallel.check_fits(4, "tiny", "cpu")
+    with pytest.raises(UserError, match=r"^5 worker processes do not fit this machine: at most 4 \(8 cores, 2 per "
+                                        r"worker\); give --workers or ELASTICITY_WORKERS 4 or fewer$"):
+        parallel.check_fits(5, "tiny", "cpu")
+    monkeypatch.setenv("ELASTICITY_NATIVE_KERNELS", "1")  # opted out: threads are not pinned, one core a worker
+    assert parallel.max_workers("tiny", "cpu") == (8, "8 cores, 1 per worker")
+    monkeypatch.delenv("ELASTICITY_NATIVE_KERNELS")
+    monkeypatch.setattr(parallel, "cores", lambda: 16)
     # SmolLM2-135M trains in float32 on a CPU: about 3.2 GiB a worker; 20 GiB less the kernel's 0.75 hold 6
     most, reason = parallel.max_workers("smollm2-135m", "cpu")
     assert most == 6

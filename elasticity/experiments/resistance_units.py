@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 import elasticity.config
@@ -334,13 +333,7 @@ def measure(cfg: Config) -> dict:
     """
     units = align_units(cfg)
     rows, curves = [], []
-    threads = torch.get_num_threads()
-    if models.family(cfg.family).kind == "tiny" and cfg.device == "cpu":
-        torch.set_num_threads(1)  # a 1M-parameter model gains nothing from intra-op threads; a busy CPU loses
-    try:
-        outs = [_align(unit) for unit in tqdm(units, desc="resistance: fine-tunes", unit="run")]
-    finally:
-        torch.set_num_threads(threads)
+    outs = [_align(unit) for unit in tqdm(units, desc="resistance: fine-tunes", unit="run")]
     for unit, out in zip(units, outs, strict=True):
         sft = unit.samples.sft
         key = {"dataset": sft.dataset, "model": cfg.model, "seed": sft.seed, "k": unit.pair[0],
