@@ -122,16 +122,17 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     if not _DEVICE.match(args.device):
         raise UserError(f"--device {args.device!r}; accepted: cpu, cuda, cuda:N, mps")
-    from elasticity import data, finetune, models
+    from elasticity import data, finetune, models, numerics
 
     examples = data.examples(args.dataset, "train", n=args.n, seed=args.seed, label=args.label)
     config = finetune.FinetuneConfig(
         learning_rate=args.learning_rate, epochs=args.epochs, batch_size=args.batch_size,
         max_length=args.max_length, seed=args.seed, lora=args.lora,
     )
-    model, tokenizer = models.load(args.family, size=args.size, device=args.device, lora=args.lora,
-                                   seed=args.seed)
-    result = finetune.finetune(model, tokenizer, examples, config, output_dir=Path(args.out))
+    with numerics.unit_threads():  # the threads of every unit, so that it matches one computed in the book
+        model, tokenizer = models.load(args.family, size=args.size, device=args.device, lora=args.lora,
+                                       seed=args.seed)
+        result = finetune.finetune(model, tokenizer, examples, config, output_dir=Path(args.out))
     result.model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
     print(json.dumps({"out": args.out, "steps": len(result.losses), "first_loss": result.losses[0],
