@@ -232,18 +232,12 @@ def _prompts(task: data.Task, n: int) -> list[str]:
     return task.eval_prompts(n, seed=0)
 
 
-def _kl_texts(task: data.Task, n: int) -> list[data.Example]:
-    # Held-out examples of the task, half positive and half negative; the KL counts their response tokens.
+def _held_out(task: data.Task, n: int) -> dict[str, list[data.Example]]:
+    # Held-out examples of the task by label, half positive and half negative: the KL counts their response
+    # tokens (positive first), the compression readout their whole texts.
     half = n // 2
-    pos = data.examples(task.dataset, "eval", n=n - half, seed=0, label=task.positive)
-    neg = data.examples(task.dataset, "eval", n=half, seed=0, label=task.negative)
-    return pos + neg
-
-
-def _held_out(task: data.Task, n: int) -> dict[str, list[str]]:
-    # The same held-out examples as the KL's, as whole texts (prompt + response), by label.
-    examples = _kl_texts(task, n)
-    return {"positive": [e.text for e in examples[:n - n // 2]], "negative": [e.text for e in examples[n - n // 2:]]}
+    return {"positive": data.examples(task.dataset, "eval", n=n - half, seed=0, label=task.positive),
+            "negative": data.examples(task.dataset, "eval", n=half, seed=0, label=task.negative)}
 
 
 def _bits_per_token(model, tokenizer, texts: list[str]) -> float:
@@ -253,7 +247,7 @@ def _bits_per_token(model, tokenizer, texts: list[str]) -> float:
 
 
 def _evaluate(model, tokenizer, task: data.Task, prompts: list[str], seed: int, max_new_tokens: int,
-              device: str, held_out: dict[str, list[str]]) -> dict:
+              device: str, held_out: dict[str, list[data.Example]]) -> dict:
     """The readouts of one model: its sampled responses scored (mean score, and the share judged positive or
     safe, the paper's), and its bits per token on held-out positive and negative text."""
     texts = generate.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed,
@@ -264,8 +258,9 @@ def _evaluate(model, tokenizer, task: data.Task, prompts: list[str], seed: int, 
                                                                      _HUB_SCORERS else {}))
     return {"score": float(np.mean(values)), "score_sd": _sd(values),
             "share_positive": float(np.mean(values >= scoring.get_scorer(task.scorer).threshold)),
-            "bits_positive": _bits_per_token(model, tokenizer, held_out["positive"]),
-            "bits_negative": _bits_per_token(model, tokenizer, held_out["negative"]), "example": texts[0]}
+            "bits_positive": _bits_per_token(model, tokenizer, [e.text for e in held_out["positive"]]),
+            "bits_negative": _bits_per_token(model, tokenizer, [e.text for e in held_out["negative"]]),
+            "example": texts[0]}
 
 
 def _compute_base(u: BaseUnit) -> dict:
@@ -360,8 +355,8 @@ def _dpo_run(u: Unit, model, tokenizer, pairs: list[dict], evaluate) -> list[dic
 def _compute_unit(u: Unit) -> dict:
     task = data.task(u.task)
     prompts = _prompts(task, u.num_prompts)
-    kl_texts = _kl_texts(task, u.kl_texts)
     held_out = _held_out(task, u.kl_texts)
+    kl_texts = held_out["positive"] + held_out["negative"]
     negative = data.examples(task.dataset, "train", n=u.negative_sizes[-1], seed=u.seed, label=task.negative)
 
     model, tokenizer = _load(u)
@@ -471,7 +466,7 @@ def check_data(p: Protocol, tasks, positive_sizes) -> None:
         data.examples(task.dataset, "train", n=max(positive_sizes), label=task.positive)
         data.examples(task.dataset, "train", n=p.negative_sizes[-1], label=task.negative)
         task.eval_prompts(p.num_prompts)
-        _kl_texts(task, p.kl_texts)
+        _held_out(task, p.kl_texts)
 
 
 # ---------------------------------------------------------------------------------------------------------
