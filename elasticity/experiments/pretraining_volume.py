@@ -80,7 +80,7 @@ def judge_threshold(summary, cfg: Config, no_lift: str | None = None) -> verdict
     return verdicts.judged(
         "pretraining_threshold", CHAPTER, family=cfg.family,
         measure=(f"{cfg.threshold_fraction:g} x initial drop at {_tokens(budgets[-1])} - |initial drop at "
-                 f"{_tokens(budgets[0])}| ({rebound_judge.READOUT_UNITS[rebound_judge.PRIMARY]}, paired by seed)"),
+                 f"{_tokens(budgets[0])}| ({rebound_judge.READOUTS[rebound_judge.PRIMARY].units}, paired by seed)"),
         effect=stats.fraction_below(small.abs(), large, cfg.threshold_fraction),
         ours=(f"initial drop at {_tokens(budgets[0])} {stats.effect(small).text()}; at {_tokens(budgets[-1])} "
               f"{appears.text()}"),

@@ -7,9 +7,7 @@ import numpy as np
 import pandas as pd
 
 from elasticity import data, plotting
-
-READOUT_AXES = {"score": "mean score ({scorer})", "share_positive": "share judged positive ({scorer})",
-               "bits_gap": "bits/token: negative - positive text"}
+from elasticity.experiments import rebound_judge
 
 
 def _negative_axis(ax, values, first: int) -> None:
@@ -52,7 +50,7 @@ def plot_curves(curves: pd.DataFrame, base: pd.DataFrame, *, panel: str = "task"
         ax.set_title(str(value))
         ax.set_xlabel("negative examples")
         scorer = data.task(t["task"].iloc[0]).scorer
-        ax.set_ylabel(READOUT_AXES[readout].format(scorer=scorer))
+        ax.set_ylabel(rebound_judge.READOUTS[readout].axis.format(scorer=scorer))
         _negative_axis(ax, t["negative_examples"], first)
     axes[0][-1].legend(title=legend, fontsize=8)
     return fig

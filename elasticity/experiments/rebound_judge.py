@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -20,11 +21,23 @@ END_SHAPE = {"sentiment": "below", "sentiment-imdb": "below", "safety": "near", 
 
 GROUP = ["task", "model", "family", "size", "budget_tokens", "reverse", "positive_size", "seed"]
 
-# The readouts a curve is summarized on (`rebound_units.READOUTS`), with their units in the verdicts' words. The
-# paper counts the share of responses judged positive (or safe): its readout is the primary one.
-READOUT_UNITS = {"share_positive": "share judged positive", "score": "mean score",
-                 "bits_gap": "bits/token, negative - positive text"}
-READOUT_NAMES = {"share_positive": "share judged positive", "score": "mean score", "bits_gap": "compression"}
+
+@dataclass(frozen=True)
+class Readout:
+    """How one readout of a curve is named: in a verdict row, in the verdicts' units, on a figure's axis."""
+
+    name: str  # a verdict row's part ("sentiment, compression")
+    units: str  # its units in the verdicts' words
+    axis: str  # a figure's axis label; {scorer} is the task's scorer
+
+
+# The readouts a curve is summarized on (`rebound_units.READOUTS`). The paper counts the share of responses
+# judged positive (or safe): its readout is the primary one.
+READOUTS = {
+    "share_positive": Readout("share judged positive", "share judged positive", "share judged positive ({scorer})"),
+    "score": Readout("mean score", "mean score", "mean score ({scorer})"),
+    "bits_gap": Readout("compression", "bits/token, negative - positive text", "bits/token: negative - positive text"),
+}
 PRIMARY = "share_positive"
 
 
@@ -32,7 +45,7 @@ def summarize(curves: pd.DataFrame, base: pd.DataFrame, initial_negative: int, r
     """One row per curve: the readout right after positive SFT, after `initial_negative` and at the end, slopes,
     base level.
 
-    Columns added to the curve's keys: `readout` (its name, a key of `READOUT_UNITS`), `start` (right after
+    Columns added to the curve's keys: `readout` (its name, a key of `READOUTS`), `start` (right after
     positive SFT; for the control arm, positive size 0, the base model), `initial` (after `initial_negative`
     negative examples), `end` (after the last), `base` (the base model's, same task, model and seed), `lift` =
     start - base, `initial_drop` = start - initial, `initial_slope` = initial_drop / initial_negative and
@@ -63,8 +76,8 @@ def summarize(curves: pd.DataFrame, base: pd.DataFrame, initial_negative: int, r
 
 
 def summarize_all(curves: pd.DataFrame, base: pd.DataFrame, initial_negative: int) -> pd.DataFrame:
-    """`summarize` on every readout of `READOUT_UNITS`, one after the other (the `readout` column tells them apart)."""
-    return pd.concat([summarize(curves, base, initial_negative, r) for r in READOUT_UNITS], ignore_index=True)
+    """`summarize` on every readout of `READOUTS`, one after the other (the `readout` column tells them apart)."""
+    return pd.concat([summarize(curves, base, initial_negative, r) for r in READOUTS], ignore_index=True)
 
 
 def treated(summary: pd.DataFrame) -> pd.DataFrame:
@@ -79,13 +92,13 @@ def _readout(summary: pd.DataFrame) -> str:
 
 def _unit(summary: pd.DataFrame) -> str:
     # The unit of the summary's readout, for the verdicts' words.
-    return READOUT_UNITS[_readout(summary)]
+    return READOUTS[_readout(summary)].units
 
 
 def _label(task: str, summary: pd.DataFrame) -> str:
     # A verdict's part: the task, named with its readout where that is not the primary one.
     readout = _readout(summary)
-    return task if readout == PRIMARY else f"{task}, {READOUT_NAMES[readout]}"
+    return task if readout == PRIMARY else f"{task}, {READOUTS[readout].name}"
 
 
 def per_seed(summary: pd.DataFrame, column: str, by: list[str]) -> pd.DataFrame:
