@@ -75,6 +75,12 @@ def _git(*args: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+def _dirty() -> bool:
+    """Whether tracked files differ from the commit, archives aside: a chapter that writes two archives (the
+    experiment and its pilot) has changed the first when it writes the second."""
+    return bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"))
+
+
 @dataclass(frozen=True)
 class Archived:
     """One archive, read and checked: its config rebuilt, its tables as DataFrames."""
@@ -156,7 +162,7 @@ def write(module: ModuleType, cfg: Any, *, command: str) -> Path:
     scale = elasticity_config.scale()
     provenance = {
         "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "dirty": _dirty(),
         "code_key": code_key(units),
         "code": dict(sorted({k: v for compute in {u.compute for u in units}
                              for k, v in results.module_digests(compute).items()}.items())),

@@ -1,6 +1,7 @@
 """Tests of archived results: a smoke-scale run -> archive -> re-judge and render round trip, and every refusal."""
 
 import json
+import subprocess
 
 import pandas as pd
 import pytest
@@ -148,3 +149,23 @@ def test_notices_name_each_refused_archive_or_say_there_is_none():
     assert archived.notices([], []).startswith("No family has an archived run")
     text = archived.notices([], ["archive a.json: is not valid JSON"])
     assert text.splitlines()[0] == "*Not shown:* archive a.json: is not valid JSON" and "No family" in text
+
+
+def test_an_archive_written_first_does_not_make_the_next_one_dirty(tmp_path, monkeypatch):
+    from elasticity import paths
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "a.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    monkeypatch.setattr(paths, "project_root", lambda: tmp_path)
+    assert not archived._dirty()
+    (tmp_path / "results" / "a.json").write_text('{"written": "by the first archive of the run"}')
+    assert not archived._dirty()
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert archived._dirty()
