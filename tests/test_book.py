@@ -1,5 +1,6 @@
 """Tests of the book: chapter anatomy, table of contents, strict builds (smoke scale and a broken cell)."""
 
+import json
 import os
 import re
 import shutil
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from conftest import alive, command_line
 
-from elasticity import book, paths
+from elasticity import book, numerics, paths
 
 ROOT = paths.project_root()
 CHAPTERS = book.chapters()
@@ -92,6 +93,14 @@ def test_whole_book_builds_strictly_at_smoke_scale(tmp_path):
     for file in toc_files():
         assert (html / f"{file}.html").is_file(), file
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file(), "math renders offline"
+    # Every result the chapters' kernels cached was computed at the pinned kernel level and thread count.
+    entries = (tmp_path / "cache" / "results").glob("*/*/provenance.json")
+    records = [json.loads(entry.read_text())["numerics"] for entry in entries]
+    assert len(records) > 50
+    for record in records:
+        if record["torch"]:  # None: computed where torch was never imported
+            assert record["torch_threads"] == numerics.THREADS, record
+            assert record["cpu_capability"] == numerics.PINNED_CAPABILITY or not numerics.applies(), record
 
 
 def test_sync_execution_cache_drops_a_stale_cache(tmp_path, monkeypatch):

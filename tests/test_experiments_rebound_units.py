@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from elasticity import numerics, results
 from elasticity.experiments import rebound, rebound_units
 
 
@@ -53,6 +54,9 @@ def test_units_in_worker_processes_equal_units_in_process(tmp_path, monkeypatch)
         assert rebound_units.pending(units) == [units[2], units[1]]
         in_workers = rebound_units.measure(units, "workers", workers=2)
         assert rebound_units.pending(units) == []
+        worker = results.load_provenance(*rebound_units.cache_entry(units[2]))["numerics"]  # a worker's unit
+        assert worker["torch_threads"] == numerics.THREADS
+        assert worker["cpu_capability"] == numerics.PINNED_CAPABILITY or not numerics.applies()
         (tmp_path / "results").rename(tmp_path / "results-workers")
         in_process = rebound_units.measure(units, "in process", workers=1)
     finally:
