@@ -30,12 +30,18 @@ UNIT = textwrap.dedent("""
 TESTS_DIR = os.path.dirname(__file__)
 
 
-def _run_unit(**env) -> tuple[str, str]:
+def _fresh_process(code: str, argument: str, **env) -> list[str]:
+    """The last two words `code` prints in a fresh process whose environment has none of the pinned switches nor
+    the opt-out, besides `env`."""
     clean = {k: v for k, v in os.environ.items() if k not in (*numerics.PINNED, numerics.OPT_OUT)}
-    done = subprocess.run([sys.executable, "-c", UNIT, TESTS_DIR], env={**clean, **env}, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", code, argument], env={**clean, **env}, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    capability, digest = done.stdout.split()[-2:]
+    return done.stdout.split()[-2:]
+
+
+def _run_unit(**env) -> tuple[str, str]:
+    capability, digest = _fresh_process(UNIT, TESTS_DIR, **env)
     return capability, digest
 
 
@@ -76,11 +82,7 @@ THREADED_UNIT = textwrap.dedent("""
 
 
 def _run_threaded_unit(cache, **env) -> tuple[str, int]:
-    clean = {k: v for k, v in os.environ.items() if k not in (*numerics.PINNED, numerics.OPT_OUT)}
-    done = subprocess.run([sys.executable, "-c", THREADED_UNIT, str(cache)], env={**clean, **env},
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    mean, threads = done.stdout.split()
+    mean, threads = _fresh_process(THREADED_UNIT, str(cache), **env)
     return mean, int(threads)
 
 
