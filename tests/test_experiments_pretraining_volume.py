@@ -82,7 +82,7 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     curves, trend, found = result["curves"], result["trend"], result["verdicts"]
     assert list(trend["budget_tokens"]) == list(cfg.token_budgets)
     assert sorted(curves["budget_tokens"].unique()) == list(cfg.token_budgets)
-    assert np.isfinite(curves[["score", "kl_to_base_nats"]].to_numpy()).all()
+    assert np.isfinite(curves["score"]).all() and curves["kl_to_base_nats"].isna().all()  # no KL table here
     assert list(found["claim"]) == ["pretraining_volume", "pretraining_threshold"]
     assert set(found["outcome"]) <= set(stats.OUTCOMES)
     assert (found["seeds"] == len(cfg.seeds)).all()

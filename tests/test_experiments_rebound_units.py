@@ -1,5 +1,7 @@
 """Tests of rebound's cached units: what a unit trains, and units computed in worker processes."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,47 @@ def test_positive_epochs_reach_the_positive_sft_only(tmp_path, monkeypatch):
     assert runs == [(8, 2.0, 2 * steps), (cfg.negative_sizes[-1], 1.0, cfg.negative_sizes[-1] // cfg.batch_size)]
     assert [r["negative_examples"] for r in rows] == [0, *cfg.negative_sizes]
 
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_positive_model_is_trained_once_and_read_back_exactly(tmp_path, monkeypatch, lora):
+    """The SFT and DPO curves of one positive size and seed start from one positive SFT (trained once, kept in
+    the cache), and the model read back is the model that SFT left in memory, weight for weight."""
+    import torch
+
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    cfg = rebound.config(positive_sizes=(8,), seeds=(0,), tasks=("sentiment",), kl_task="sentiment", lora=lora)
+    sft = rebound_units.unit(cfg, "sentiment", None, None, 8, 0)
+    dpo = rebound_units.unit(cfg, "sentiment", None, None, 8, 0, "dpo", cfg.dpo_learning_rate, cfg.dpo_beta)
+    assert rebound_units.positive_unit(sft) == rebound_units.positive_unit(dpo)
+    trainings = []
+    real = rebound_units.finetune.finetune
+
+    def recording(model, tokenizer, examples, ft, **kwargs):
+        out = real(model, tokenizer, examples, ft, **kwargs)
+        trainings.append(out)
+        return out
+
+    monkeypatch.setattr(rebound_units.finetune, "finetune", recording)
+    first, loss = rebound_units._positive_model(sft, rebound_units._load(sft)[0])
+    in_memory = trainings[0]
+    again, loss_again = rebound_units._positive_model(dpo, rebound_units._load(dpo)[0])
+    assert len(trainings) == 1 and loss == loss_again == in_memory.final_loss
+    for model in (first, again):
+        read_back = dict(model.named_parameters())
+        trained = dict(in_memory.model.named_parameters())
+        assert read_back.keys() == trained.keys()
+        assert all(torch.equal(read_back[k], trained[k]) for k in trained)
+        assert sum(p.requires_grad for p in read_back.values()) == sum(p.requires_grad for p in trained.values())
+    assert rebound_units._trained(first).keys() and (not lora or all("lora_" in k for k in rebound_units._trained(first)))
+
+
+def test_the_kl_is_measured_on_the_kl_table_curves_only():
+    cfg = rebound.config(tasks=("sentiment", "safety"), kl_task="safety", dpo_task="sentiment")
+    measured = {(u.task, u.reverse, u.positive_size > 0) for u in rebound.units(cfg) if getattr(u, "kl", False)}
+    assert measured == {("safety", "sft", True)}
+    order = [(u.task, getattr(u, "reverse", "base")) for u in rebound.units(cfg)]
+    assert order.index(("sentiment", "dpo")) < order.index(("safety", "base"))  # DPO after its task's SFT curves
 
 
 @pytest.mark.slow
@@ -61,7 +104,7 @@ def test_units_in_worker_processes_equal_units_in_process(tmp_path, monkeypatch)
         in_process = rebound_units.measure(units, "in process", workers=1)
     finally:
         torch.set_num_threads(threads)
-    assert in_workers == in_process
+    assert json.dumps(in_workers) == json.dumps(in_process)  # NaN (a KL not measured) equal to NaN
 
 
 @pytest.mark.slow
@@ -76,4 +119,4 @@ def test_a_lora_curve_reverses_by_dpo_against_its_merged_positive_model(tmp_path
     assert dpo.reverse == "dpo" and dpo.lora
     rows = rebound_units._compute_unit(dpo)["rows"]
     assert [r["negative_examples"] for r in rows] == [0, *cfg.negative_sizes]
-    assert all(np.isfinite([r["kl_to_base_nats"], r["bits_positive"], r["bits_negative"]]).all() for r in rows)
+    assert all(np.isfinite([r["bits_positive"], r["bits_negative"]]).all() for r in rows)

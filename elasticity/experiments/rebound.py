@@ -133,8 +133,9 @@ def config(**overrides) -> Config:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def sweep_units(p: Protocol, task: str, models: list[tuple[str | None, int | None]]) -> list:
-    """For each model (size, token budget) and seed: the base unit, then an SFT curve unit per positive size.
+def sweep_units(p: Protocol, task: str, models: list[tuple[str | None, int | None]], kl: bool = False) -> list:
+    """For each model (size, token budget) and seed: the base unit, then an SFT curve unit per positive size
+    (measuring the KL to the base model along it where `kl`).
 
     The units of the rebound chapter (one model, per task), of the model-size chapter (one model per size) and
     of the pre-training-volume chapter (one model per budget), in the order the chapters show them.
@@ -143,23 +144,26 @@ def sweep_units(p: Protocol, task: str, models: list[tuple[str | None, int | Non
     for size, budget in models:
         for seed in p.seeds:
             found.append(rebound_units.base_unit(p, task, size, budget, seed))
-            found += [rebound_units.unit(p, task, size, budget, n, seed) for n in p.positive_sizes]
+            found += [rebound_units.unit(p, task, size, budget, n, seed, kl=kl) for n in p.positive_sizes]
     return found
 
 
 def units(cfg: Config) -> list:
-    """The base and curve units of the experiment, in the order the chapter shows them."""
+    """The base and curve units of the experiment, task by task (the DPO ablation's after its task's SFT curves,
+    whose positive models it starts from), in the order the chapter shows them and a run computes them. The KL to
+    the base model is measured on the KL table's curves only (`kl_task`, SFT, a positive size)."""
     found: list = []
+    dpo = [] if cfg.dpo_task is None else [
+        rebound_units.unit(cfg, cfg.dpo_task, cfg.size, None, n, s, "dpo", cfg.dpo_learning_rate, cfg.dpo_beta)
+        for n in cfg.dpo_positive_sizes for s in cfg.seeds]
     for task in cfg.tasks:
-        found += sweep_units(cfg, task, [(cfg.size, None)])
+        found += sweep_units(cfg, task, [(cfg.size, None)], kl=task == cfg.kl_task)
         if cfg.control:
             found += [rebound_units.unit(cfg, task, cfg.size, None, 0, s) for s in cfg.seeds]
-    if cfg.dpo_task is not None:
-        if cfg.dpo_task not in cfg.tasks:
-            found += [rebound_units.base_unit(cfg, cfg.dpo_task, cfg.size, None, s) for s in cfg.seeds]
-        found += [rebound_units.unit(cfg, cfg.dpo_task, cfg.size, None, n, s, "dpo", cfg.dpo_learning_rate,
-                                     cfg.dpo_beta)
-                  for n in cfg.dpo_positive_sizes for s in cfg.seeds]
+        if task == cfg.dpo_task:
+            found += dpo
+    if cfg.dpo_task is not None and cfg.dpo_task not in cfg.tasks:
+        found += [rebound_units.base_unit(cfg, cfg.dpo_task, cfg.size, None, s) for s in cfg.seeds] + dpo
     return found
 
 

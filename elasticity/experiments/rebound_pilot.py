@@ -54,16 +54,17 @@ class Config:
                               learning_rate=learning_rate, dpo_learning_rate=dpo_learning_rate, device=self.device)
 
     def units(self) -> list:
-        """The base unit, an SFT curve per SFT rate, and a DPO curve per DPO rate (from the family's SFT rate)."""
+        """The base unit, an SFT curve per SFT rate, and a DPO curve per DPO rate (from the family's SFT rate);
+        each measures the KL to the base model, a column of the pilot's table."""
         first = self.protocol(self.learning_rates[0])
         found = [rebound_units.base_unit(first, self.task, first.size, None, self.seed)]
-        found += [rebound_units.unit(self.protocol(rate), self.task, None, None, self.positive_size, self.seed)
-                  for rate in self.learning_rates]
+        found += [rebound_units.unit(self.protocol(rate), self.task, None, None, self.positive_size, self.seed,
+                                     kl=True) for rate in self.learning_rates]
         chosen = rebound.config(family=self.family).learning_rate
         for rate in self.dpo_learning_rates:
             p = self.protocol(chosen, rate)
             found.append(rebound_units.unit(p, self.task, None, None, self.positive_size, self.seed, "dpo",
-                                            p.dpo_learning_rate, p.dpo_beta))
+                                            p.dpo_learning_rate, p.dpo_beta, kl=True))
         return found
 
 

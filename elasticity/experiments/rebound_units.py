@@ -8,10 +8,12 @@ verdicts are in `rebound_judge`, figures in `rebound_figures`).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 import tempfile
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -132,7 +134,8 @@ SWEEP_SMOKE = dict(positive_sizes=(8,), negative_sizes=(4, 8, 16), initial_negat
 # ---------------------------------------------------------------------------------------------------------
 # Cached units, shared by the three chapters (their keys hold no chapter-specific field):
 #   `BaseUnit`: the pre-trained model's score on the held-out prompts (the reference line).
-#   `Unit`: one positive SFT, then one negative run (SFT or DPO) evaluated along the way.
+#   `PositiveUnit`: one positive SFT, kept as an artifact (its trained weights) that its curves start from.
+#   `Unit`: one negative run (SFT or DPO) from a positive model, evaluated along the way.
 # An interrupted run resumes at the first unit not yet cached.
 # ---------------------------------------------------------------------------------------------------------
 
@@ -153,9 +156,27 @@ class BaseUnit:
 
 
 @dataclass(frozen=True)
+class PositiveUnit:
+    """The positive SFT of one task, model and seed: the aligned model that its SFT and DPO curves start from."""
+
+    task: str
+    family: str
+    size: str
+    budget_tokens: int | None
+    positive_size: int
+    learning_rate: float
+    positive_epochs: float
+    batch_size: int
+    max_length: int
+    lora: bool
+    seed: int
+    device: str
+
+
+@dataclass(frozen=True)
 class Unit:
     """One curve: positive SFT on `positive_size` examples (none for the control arm, size 0), then the negative
-    run of `reverse`."""
+    run of `reverse`; the KL to the base model measured at every evaluation where `kl` (the KL table's curves)."""
 
     task: str
     family: str
@@ -174,6 +195,7 @@ class Unit:
     batch_size: int
     max_length: int
     lora: bool
+    kl: bool
     seed: int
     device: str
 
@@ -205,15 +227,22 @@ def base_unit(p: Protocol, task: str, size: str | None, budget: int | None, seed
 
 
 def unit(p: Protocol, task: str, size: str | None, budget: int | None, positive_size: int, seed: int,
-         reverse: str = "sft", reverse_learning_rate: float | None = None, dpo_beta: float = 0.0) -> Unit:
+         reverse: str = "sft", reverse_learning_rate: float | None = None, dpo_beta: float = 0.0,
+         kl: bool = False) -> Unit:
     """The curve unit of a protocol for one task, model, positive size (0: the control arm, negative fine-tuning
-    of the base model), seed and reverse method."""
+    of the base model), seed and reverse method; `kl`: measure the KL to the base model along it."""
     size, budget = canonical_model(p.family, size, budget)
     if reverse == "sft":
         reverse_learning_rate, dpo_beta = p.learning_rate, 0.0
     return Unit(task, p.family, size, budget, positive_size, p.negative_sizes, reverse, p.num_prompts,
                 p.max_new_tokens, p.kl_texts, p.learning_rate, p.positive_epochs, reverse_learning_rate, dpo_beta,
-                p.batch_size, p.max_length, p.lora, seed, p.device)
+                p.batch_size, p.max_length, p.lora, kl, seed, p.device)
+
+
+def positive_unit(u: Unit) -> PositiveUnit:
+    """The positive SFT a curve unit starts from (the same for its SFT and DPO curves)."""
+    return PositiveUnit(u.task, u.family, u.size, u.budget_tokens, u.positive_size, u.learning_rate,
+                        u.positive_epochs, u.batch_size, u.max_length, u.lora, u.seed, u.device)
 
 
 def model_label(family: str, size: str, budget: int | None) -> str:
@@ -222,7 +251,7 @@ def model_label(family: str, size: str, budget: int | None) -> str:
     return name if budget is None else f"{name}@{budget:,} tokens"
 
 
-def _load(u: BaseUnit | Unit):
+def _load(u: BaseUnit | PositiveUnit | Unit):
     # LoRA adapters, when asked for, are added by the positive fine-tune (and trained on by the negative one).
     return models.load(u.family, size=u.size, budget_tokens=u.budget_tokens, device=u.device)
 
@@ -352,6 +381,53 @@ def _dpo_run(u: Unit, model, tokenizer, pairs: list[dict], evaluate) -> list[dic
     return rows
 
 
+def _positive_config(p: PositiveUnit) -> finetune.FinetuneConfig:
+    return finetune.FinetuneConfig(learning_rate=p.learning_rate, epochs=p.positive_epochs, batch_size=p.batch_size,
+                                   max_length=p.max_length, seed=p.seed, lora=p.lora)
+
+
+def _trained(model) -> dict:
+    return {name: value.detach() for name, value in model.named_parameters() if value.requires_grad}
+
+
+def _build_positive(p: PositiveUnit, directory: Path) -> None:
+    """Positive SFT of the base model; writes the trained weights (all of them, or the LoRA adapters) and the
+    final training loss."""
+    import torch
+
+    task = data.task(p.task)
+    positive = data.examples(task.dataset, "train", n=p.positive_size, seed=p.seed, label=task.positive)
+    model, tokenizer = _load(p)
+    trained = finetune.finetune(model, tokenizer, positive, _positive_config(p), progress=False)
+    torch.save(_trained(trained.model), directory / "weights.pt")
+    (directory / "positive.json").write_text(json.dumps({"final_loss_nats": trained.final_loss}))
+
+
+def _positive_model(u: Unit, model) -> tuple[object, float]:
+    """(`model`, the freshly loaded base model, turned into the positive model of `u`; its final SFT loss).
+
+    The positive SFT runs once per task, model, size and seed (a cache artifact, `_build_positive`) and every
+    curve from it reads its weights back: exactly the model in memory at the end of that SFT (float32 weights
+    saved and loaded bit for bit; LoRA adapters added to the base as the SFT added them).
+    """
+    import torch
+
+    p = positive_unit(u)
+    directory = results.artifact_dir(f"{NAME}-positive", p, _build_positive)
+    ft = _positive_config(p)
+    if ft.lora:
+        model = models.add_lora(model, r=ft.lora_r, seed=ft.seed)
+    weights = torch.load(directory / "weights.pt", map_location=u.device, weights_only=True)
+    params = dict(model.named_parameters())
+    if weights.keys() != _trained(model).keys():
+        raise RuntimeError(f"{directory} holds other trained weights than this model's")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    model.eval()
+    return model, json.loads((directory / "positive.json").read_text())["final_loss_nats"]
+
+
 def _compute_unit(u: Unit) -> dict:
     task = data.task(u.task)
     prompts = _prompts(task, u.num_prompts)
@@ -362,24 +438,21 @@ def _compute_unit(u: Unit) -> dict:
     model, tokenizer = _load(u)
     # The base model enters only the KL to base: its log-probabilities on the KL texts, computed once here
     # (not at each of the unit's evaluations), stand in for it, and no second copy of it stays in memory.
-    base = scoring.text_log_probs(model, tokenizer, kl_texts, max_length=u.max_length)
+    base = scoring.text_log_probs(model, tokenizer, kl_texts, max_length=u.max_length) if u.kl else None
 
     def evaluate(m) -> dict:
         out = _evaluate(m, tokenizer, task, prompts, u.seed, u.max_new_tokens, u.device, held_out)
-        # KL(tuned || base), nats per token, on held-out task text: "KL from the base" of Table 3.
-        out["kl_to_base_nats"] = float(scoring.kl_divergence(m, base, tokenizer, kl_texts,
-                                                             max_length=u.max_length))
+        # KL(tuned || base), nats per token, on held-out task text: "KL from the base" of Table 3 (NaN: not measured).
+        out["kl_to_base_nats"] = math.nan if base is None else float(
+            scoring.kl_divergence(m, base, tokenizer, kl_texts, max_length=u.max_length))
         return out
 
     if u.positive_size == 0:  # the control arm: the base model is fine-tuned on the negative data directly
-        rows = [{"negative_examples": 0, **evaluate(model), "positive_final_loss_nats": math.nan}]
-        return {"rows": rows + _negative_run(u, model, tokenizer, negative, evaluate)}
-    positive = data.examples(task.dataset, "train", n=u.positive_size, seed=u.seed, label=task.positive)
-    ft = finetune.FinetuneConfig(learning_rate=u.learning_rate, epochs=u.positive_epochs,
-                                 batch_size=u.batch_size, max_length=u.max_length, seed=u.seed, lora=u.lora)
-    trained = finetune.finetune(model, tokenizer, positive, ft, progress=False)
-    rows = [{"negative_examples": 0, **evaluate(trained.model), "positive_final_loss_nats": trained.final_loss}]
-    return {"rows": rows + _negative_run(u, trained.model, tokenizer, negative, evaluate)}
+        final_loss = math.nan
+    else:
+        model, final_loss = _positive_model(u, model)
+    rows = [{"negative_examples": 0, **evaluate(model), "positive_final_loss_nats": final_loss}]
+    return {"rows": rows + _negative_run(u, model, tokenizer, negative, evaluate)}
 
 
 def cache_entry(u: BaseUnit | Unit) -> results.Unit:
@@ -396,7 +469,8 @@ def compute(u: BaseUnit | Unit) -> dict:
 
 def pending(units: list) -> list:
     """The units not cached yet, the longest first (positive examples times epochs plus negative examples;
-    DPO counts twice, for its reference model): so that worker processes finish together."""
+    DPO counts twice, for its reference model; a positive SFT counts in every curve that may train it first):
+    so that worker processes finish together."""
     def cost(u) -> float:
         if isinstance(u, BaseUnit):
             return 0
