@@ -175,6 +175,14 @@ def chapter_configs(path: Path, values: dict[str, Any]) -> list[tuple[Any, Any]]
     return built
 
 
+def chapter_units(path: Path, values: dict[str, Any]) -> list:
+    """The training units (`results.Unit`) that the chapter's experiment configs (`chapter_configs`) read from
+    the results cache: what a run of the chapter with `values` computes where they are missing."""
+    return [unit for module, cfg in chapter_configs(path, values)
+            if hasattr(module, "cached_units") and getattr(module, "wanted", lambda _: True)(cfg)
+            for unit in module.cached_units(cfg)]
+
+
 def check_config(path: Path, values: dict[str, Any]) -> None:
     """Refuse, in one line, a parameter value the chapter's experiment configs cannot take (`chapter_configs`)."""
     chapter_configs(path, values)

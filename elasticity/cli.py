@@ -51,12 +51,15 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.workers is not None:
         os.environ[parallel.ENV] = str(args.workers)  # read by the chapter's kernel
+    from elasticity import progress
+
     notebook = jupytext.read(source)
     print(f"elasticity: running {source.name} with {values or 'its defaults'} -> {output}", file=sys.stderr)
-    papermill.execute_notebook(
-        notebook, str(output), parameters=values, kernel_name="python3", language="python",
-        cwd=str(source.parent), progress_bar=args.progress,
-    )
+    with progress.watch(args.chapter, book.chapter_units(source, values)):  # a line per unit the kernel caches
+        papermill.execute_notebook(
+            notebook, str(output), parameters=values, kernel_name="python3", language="python",
+            cwd=str(source.parent), progress_bar=args.progress,
+        )
     print(output)
     if archivable:
         from elasticity import archived

@@ -4,6 +4,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -147,7 +148,7 @@ def test_console_script_exit_code():
 REBOUND_UNITS = ("rebound-base", "rebound-unit")
 
 
-def _start_rebound(cache, out):
+def _start_rebound(cache, out, stderr=subprocess.DEVNULL):
     """`elasticity run rebound` at smoke scale with 2 workers, its own cache and output directory."""
     env = {**os.environ, "ELASTICITY_SCALE": "smoke", "ELASTICITY_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -155,7 +156,7 @@ def _start_rebound(cache, out):
     env.pop(parallel.ENV, None)
     argv = [sys.executable, "-m", "elasticity.cli", "run", "rebound", "--workers", "2", "--out", str(out),
             "--no-progress"]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def _unit_results(cache) -> dict[str, str]:
@@ -207,8 +208,15 @@ def _role(command: str) -> str:
 def uninterrupted_rebound(tmp_path_factory):
     """The cached units of an uninterrupted smoke-scale rebound run with 2 workers."""
     cache = tmp_path_factory.mktemp("uninterrupted")
-    assert _start_rebound(cache / "cache", cache / "out").wait(timeout=600) == 0
-    return _unit_results(cache / "cache")
+    with open(cache / "stderr", "w") as stderr:
+        assert _start_rebound(cache / "cache", cache / "out", stderr).wait(timeout=600) == 0
+    found = _unit_results(cache / "cache")
+    # a progress line per unit, with the count and an estimate of the time left
+    counts = re.findall(r"^rebound: (\d+)/(\d+) units, .* so far, about \d+:\d\d left$",
+                        (cache / "stderr").read_text(), re.MULTILINE)
+    assert sorted(int(k) for k, _ in counts) == list(range(1, len(found) + 1))
+    assert {int(total) for _, total in counts} == {len(found)}
+    return found
 
 
 @pytest.mark.slow
