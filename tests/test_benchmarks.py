@@ -332,3 +332,31 @@ def test_record_options_and_emit(tmp_path, capsys):
     assert capsys.readouterr().out == '{"a": 1}\n' and json.loads(target.read_text()) == {"a": 1}
     record.emit({"b": 2}, None)
     assert capsys.readouterr().out == '{"b": 2}\n'
+
+
+# --------------------------------------------------------------------------------------------------
+# book_real.py
+# --------------------------------------------------------------------------------------------------
+
+
+def test_book_real_span_runs_from_the_first_start_to_the_last_end():
+    book_real = load_benchmark("book_real")
+    units = {"a": {"created_utc": "2026-12-07T06:01:40+00:00", "wall_time_s": 100.0},  # 06:00:00-06:01:40
+             "b": {"created_utc": "2026-12-07T06:10:30+00:00", "wall_time_s": 30.0}}  # resumed at 06:10:00
+    assert book_real._span(units) == pytest.approx(630.0)
+
+
+def test_book_real_reads_every_archive_of_the_repository(monkeypatch):
+    """One record per committed SmolLM2 archive, its figures read from that archive's provenance."""
+    from elasticity import archived
+
+    monkeypatch.setenv(archived.ENV, str(ROOT / "results"))
+    book_real = load_benchmark("book_real")
+    found = book_real.runs("smollm2-135m")
+    archives = sorted((ROOT / "results" / "smollm2-135m").glob("*.json"))
+    assert [r["archive"] for r in found] == [str(p.relative_to(ROOT)) for p in archives] and found
+    for r, path in zip(found, archives, strict=True):
+        provenance = json.loads(path.read_text())["provenance"]
+        assert r["units"] == len(provenance["units"]) > 0 and r["compute_s"] == provenance["wall_time_s"]
+        assert r["span_s"] >= r["compute_s"] - 1  # the union of the units' intervals lies within their span
+        assert r["command"].startswith(f"elasticity run {r['chapter']} ") and isinstance(r["stale"], bool)
