@@ -55,7 +55,8 @@ def _run(args: argparse.Namespace) -> int:
 
     notebook = jupytext.read(source)
     print(f"elasticity: running {source.name} with {values or 'its defaults'} -> {output}", file=sys.stderr)
-    with progress.watch(args.chapter, book.chapter_units(source, values)):  # a line per unit the kernel caches
+    # a line per unit the kernel caches
+    with progress.watch(args.chapter, progress.entries(book.chapter_units(source, values))):
         papermill.execute_notebook(
             notebook, str(output), parameters=values, kernel_name="python3", language="python",
             cwd=str(source.parent), progress_bar=args.progress,
@@ -75,12 +76,21 @@ def _book(args: argparse.Namespace) -> int:
     parallel.check_fits(parallel.workers(), "tiny", "cpu")  # the book's chapters run the tiny family on a CPU
     if args.scale:
         os.environ["ELASTICITY_SCALE"] = args.scale
-    # The status in a child process: this one stays small (no torch) while the build runs under it.
+    # The status in a child process: this one stays small (no torch) while the build runs under it, and watches
+    # the cache entries of every chapter's units that the child lists, a line for each one the build computes.
     import subprocess
+    import tempfile
 
-    report = subprocess.run([sys.executable, "-m", "elasticity.cli", "status"], capture_output=True, text=True)
-    print(report.stdout or report.stderr, end="", file=sys.stderr, flush=True)
-    return book.build(Path(args.path_output) if args.path_output else None)
+    from elasticity import progress
+
+    with tempfile.TemporaryDirectory(prefix="elasticity-book-") as tmp:
+        listed = Path(tmp) / "entries.json"
+        report = subprocess.run([sys.executable, "-m", "elasticity.cli", "status", "--entries", str(listed)],
+                                capture_output=True, text=True)
+        print(report.stdout or report.stderr, end="", file=sys.stderr, flush=True)
+        units = progress.read_entries(listed) if listed.is_file() else []
+    with progress.watch("book", units):
+        return book.build(Path(args.path_output) if args.path_output else None)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -91,6 +101,10 @@ def _status(args: argparse.Namespace) -> int:
     from elasticity import status
 
     print(status.report(args.chapter))
+    if args.entries is not None:
+        from elasticity import progress
+
+        progress.write_entries(progress.entries(status.units(args.chapter)), args.entries)
     return 0
 
 
@@ -226,6 +240,8 @@ def _parser() -> argparse.ArgumentParser:
     stat = verbs.add_parser("status", help="each chapter's training units: present, stale (and why) or missing, "
                             "and the time to recompute them")
     stat.add_argument("chapter", nargs="?", help="one chapter's file stem, listing its units that are not present")
+    stat.add_argument("--entries", type=Path, metavar="FILE",
+                      help="also write the units' cache entries to FILE as JSON (what `elasticity book` watches)")
     stat.set_defaults(handler=_status)
 
     verbs.add_parser("families", help="list the model families").set_defaults(handler=_families)

@@ -8,14 +8,16 @@ how many, the time so far, and the time left at this run's pace (its time per un
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
-from elasticity import results, status
+from elasticity import results
 
 POLL_S = 2.0  # seconds between two looks at the cache
 
@@ -26,19 +28,44 @@ def _duration(seconds: float) -> str:
         f"{seconds // 60}:{seconds % 60:02d}"
 
 
+class Entry(NamedTuple):
+    """A unit as progress sees it: where the cache keeps it, and its name in a line."""
+
+    path: Path
+    label: str
+
+
+def entries(units: list[results.Unit], cache: Path | None = None) -> list[Entry]:
+    """The cache entries of `units` (each once), named by kind and the fields that tell them apart."""
+    from elasticity import status  # it reads the experiments (and torch): not needed to watch entries
+
+    return [Entry(results.entry_dir(*u, cache), f"{u.name} {status.describe(u.config)}".strip())
+            for u in dict.fromkeys(units)]
+
+
+def write_entries(found: list[Entry], path: Path) -> None:
+    """Keep entries in a JSON file (for a process that watches without importing the experiments)."""
+    path.write_text(json.dumps([[str(e.path), e.label] for e in found]))
+
+
+def read_entries(path: Path) -> list[Entry]:
+    """The entries `write_entries` kept."""
+    return [Entry(Path(p), label) for p, label in json.loads(path.read_text())]
+
+
 class Tracker:
     """The units of a run and which of them are cached; `poll` returns a line per unit cached since the last look."""
 
-    def __init__(self, label: str, units: list[results.Unit], cache: Path | None = None):
+    def __init__(self, label: str, units: list[Entry]):
         self.label = label
-        self.entries = {results.entry_dir(*u, cache): u for u in dict.fromkeys(units)}
-        self.done = {entry for entry in self.entries if results.is_complete(entry)}
+        self.units = list(dict.fromkeys(units))
+        self.done = {u for u in self.units if results.is_complete(u.path)}
         self.cached_at_start = len(self.done)
         self.start = time.monotonic()
 
     @property
     def total(self) -> int:
-        return len(self.entries)
+        return len(self.units)
 
     def opening(self) -> str:
         """The line before any work: units in all, already cached, to compute."""
@@ -48,23 +75,22 @@ class Tracker:
     def poll(self) -> list[str]:
         """A line for each unit found complete since the last poll."""
         lines = []
-        for entry, unit in self.entries.items():
-            if entry in self.done or not results.is_complete(entry):
+        for unit in self.units:
+            if unit in self.done or not results.is_complete(unit.path):
                 continue
-            self.done.add(entry)
+            self.done.add(unit)
             elapsed = time.monotonic() - self.start
             computed = len(self.done) - self.cached_at_start
             left = (self.total - len(self.done)) * elapsed / computed
-            lines.append(f"{self.label}: {len(self.done)}/{self.total} units, {unit.name} "
-                         f"{status.describe(unit.config)}; {_duration(elapsed)} so far, "
-                         f"about {_duration(left)} left")
+            lines.append(f"{self.label}: {len(self.done)}/{self.total} units, {unit.label}; "
+                         f"{_duration(elapsed)} so far, about {_duration(left)} left")
         return lines
 
 
 @contextmanager
-def watch(label: str, units: list[results.Unit], *, out=None, poll_s: float = POLL_S) -> Iterator[Tracker]:
-    """Print a line to `out` (standard error) for each of `units` cached while the block runs, in a daemon
-    thread, and a last look when the block ends."""
+def watch(label: str, units: list[Entry], *, out=None, poll_s: float = POLL_S) -> Iterator[Tracker]:
+    """Print a line to `out` (standard error) for each of `units` (`entries`) cached while the block runs, in a
+    daemon thread, and a last look when the block ends."""
     out = out or sys.stderr
     tracker = Tracker(label, units)
     print(tracker.opening(), file=out, flush=True)

@@ -87,6 +87,11 @@ def chapter_units(chapter: str) -> list[results.Unit]:
     return found
 
 
+def units(chapter: str | None = None) -> list[results.Unit]:
+    """The training units of one chapter (`chapter_units`), or of every chapter of the book."""
+    return [u for c in ([chapter] if chapter else list(book.chapters())) for u in chapter_units(c)]
+
+
 def table(chapters: list[str] | None = None, cache: Path | None = None) -> pd.DataFrame:
     """One row per training unit of each chapter (default: every chapter of the book): chapter, kind, unit,
     state, reason, and `seconds`, the estimated time to recompute it (0 when present, None when unknown)."""

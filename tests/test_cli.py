@@ -255,16 +255,27 @@ def test_finetune_with_lora_gives_identical_numbers_in_fresh_processes(tmp_path)
 
 
 def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, monkeypatch, tmp_path):
-    from elasticity import book
+    from elasticity import book, progress, status
 
     built = []
     monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
     monkeypatch.setenv("ELASTICITY_SCALE", "smoke")  # restored after the test: `--scale` sets it for the build
-    monkeypatch.setattr(book, "build", lambda output: built.append(output) or 0)
+    units = progress.entries(status.units())
+
+    def build(output):  # the build caches one unit, as a chapter's kernel would
+        units[-1].path.mkdir(parents=True)
+        (units[-1].path / "result.json").write_text("{}")
+        built.append(output)
+        return 0
+
+    monkeypatch.setattr(book, "build", build)
     code, _, err = run_cli(capsys, "book", "--scale", "smoke")
     assert code == 0 and built == [None]
     assert err.startswith(f"training units at scale smoke in {tmp_path}:\n")
     assert "\nrebound: 20 training units: 0 present, 0 stale, 20 missing;" in err
+    # then a line for each unit the build caches
+    assert f"\nbook: {len(units)} units, 0 cached, {len(units)} to compute\n" in err
+    assert f"\nbook: 1/{len(units)} units, {units[-1].label}; 0:00 so far, about " in err
 
 
 def test_python_m_elasticity_is_the_command_and_says_its_version():

@@ -23,7 +23,7 @@ def _units(n: int) -> list[results.Unit]:
 def test_a_line_per_unit_cached_with_the_count_and_the_time_left(tmp_path):
     units = _units(3)
     results.load_or_run(*units[0], cache=tmp_path)  # cached before the run: counted, never announced
-    tracker = progress.Tracker("toy", units + units[:1], cache=tmp_path)  # a unit listed twice counts once
+    tracker = progress.Tracker("toy", progress.entries(units + units[:1], tmp_path))  # listed twice, counted once
     assert tracker.opening() == "toy: 3 units, 1 cached, 2 to compute"
     assert tracker.poll() == []
     results.load_or_run(*units[2], cache=tmp_path)
@@ -39,7 +39,7 @@ def test_watch_prints_the_opening_and_a_line_for_a_unit_cached_in_the_block(tmp_
     monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
     out = io.StringIO()
     units = _units(2)
-    with progress.watch("toy", units, out=out, poll_s=0.01):
+    with progress.watch("toy", progress.entries(units), out=out, poll_s=0.01):
         results.load_or_run(*units[1])
     lines = out.getvalue().splitlines()
     assert lines[0] == "toy: 2 units, 0 cached, 2 to compute"
