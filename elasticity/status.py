@@ -17,7 +17,6 @@ import pandas as pd
 
 import elasticity.config
 from elasticity import book, paths, results
-from elasticity.experiments import registry
 
 PRESENT, STALE, MISSING = "present", "stale", "missing"
 # The fields that tell the units of a chapter apart, in the order they are shown.
@@ -78,13 +77,9 @@ def describe(unit_config) -> str:
 
 
 def chapter_units(chapter: str) -> list[results.Unit]:
-    """The training units the chapter's experiments read at the current scale and their default config."""
-    book.chapter_path(chapter)  # an unknown chapter is a UserError listing them
-    found = []
-    for name, module in registry.EXPERIMENTS.items():
-        if registry.chapter_of(name) == chapter and hasattr(module, "cached_units"):
-            found += module.cached_units(module.config())
-    return found
+    """The training units the chapter reads at the current scale with its default parameters: the units a run of
+    it computes where they are missing (`book.chapter_units`, which `elasticity run` watches too)."""
+    return book.chapter_units(book.chapter_path(chapter), {})  # an unknown chapter is a UserError listing them
 
 
 def units(chapter: str | None = None) -> list[results.Unit]:
