@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from elasticity import stats, verdicts
-from elasticity.experiments import measured, measured_figures, measured_judge, measured_units, registry
+from elasticity.experiments import measured, measured_figures, measured_units, registry
 
 
 def test_presets_span_k_tenfold_and_accept_papermill_lists(monkeypatch):
@@ -34,18 +34,19 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     cfg = measured.config()
     result = measured.load_or_run(cfg)
     rates = result["rates"]
-    expected_rows = len(cfg.alignment_sizes) * len(cfg.seeds) * (len(cfg.l_values) + 1) * len(measured_units.DATASETS)
-    assert len(rates) == expected_rows
+    expected_rows = (len(cfg.protocols) * len(cfg.alignment_sizes) * len(cfg.seeds) * (len(cfg.l_values) + 1)
+                     * len(measured_units.DATASETS))
+    assert len(rates) == expected_rows and tuple(dict.fromkeys(rates.protocol)) == cfg.protocols
     assert np.isfinite(rates.gamma_bits).all() and (rates[rates.l == 0].delta_gamma_bits == 0).all()
     assert (rates[rates.l > 0].kl_nats > 0).all()
     assert set(result["ratios"].k) == set(cfg.k_values)
+    assert list(result["ratios"].protocol) == [p for p in cfg.protocols for _ in cfg.k_values]
     sizes = result["sizes"].set_index("dataset")
     assert sizes.loc["D_p", "tokens"] == sum(sizes.loc[p, "tokens"] for p in measured_units.PARTS) > 0
     found = verdicts.from_frame(result["verdicts"])
     assert [v.task for v in found] == [f"k = {k:.3g}" for k in sorted(cfg.k_values)]
     assert {v.outcome for v in found} <= set(stats.OUTCOMES)
-    if cfg.protocol not in measured_judge.THEOREM_PROTOCOLS:
-        assert {v.outcome for v in found} == {"not testable here"}
+    assert "joint" in cfg.protocols and all("joint protocol" in v.ours for v in found)
     verdict = found[0]
     # Cached: the second call reads the same numbers.
     again = measured.load_or_run(cfg)

@@ -31,12 +31,12 @@ def synthetic_rates(transform=lambda k, l, dp, da, seed: (dp, da)) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def analyse(rates, cfg):
+def analyse(rates, cfg, protocol="joint"):
     slopes = measured_judge.seed_slopes(rates, cfg.fit_l_max)
     derivs, per_seed = measured_judge.derivatives(slopes), measured_judge.per_seed_derivatives(slopes)
     ratio_table = measured_judge.ratios(derivs, per_seed, cfg.tolerance_factor)
     secant_table = measured_judge.secants(rates, cfg.tolerance_factor)
-    found = measured_judge.judge(per_seed, ratio_table, secant_table, cfg, "elasticity_measured")
+    found = measured_judge.judge(per_seed, ratio_table, secant_table, cfg, "elasticity_measured", protocol)
     return derivs, ratio_table, secant_table, found
 
 
@@ -56,7 +56,7 @@ def test_slope_through_origin_recovers_a_line_and_its_error():
 
 
 def test_the_theory_itself_is_reproduced_at_every_k_under_the_joint_protocol():
-    cfg = measured_units.Config(fit_l_max=0.1, protocol="joint")
+    cfg = measured_units.Config(fit_l_max=0.1)
     derivs, ratio_table, secant_table, found = analyse(synthetic_rates(jitter), cfg)
     assert set(derivs.dataset) == set(measured_units.DATASETS)
     assert (ratio_table.holds == "reproduced").all()
@@ -80,7 +80,7 @@ def test_the_theory_itself_is_reproduced_at_every_k_under_the_joint_protocol():
 
 def test_the_sequential_protocol_is_not_testable_even_where_every_effect_is_inside_the_band():
     # Sequential fine-tuning does not train on the size-weighted union (the theorem's hypothesis).
-    _, ratio_table, _, found = analyse(synthetic_rates(jitter), measured_units.Config(fit_l_max=0.1))
+    _, ratio_table, _, found = analyse(synthetic_rates(jitter), measured_units.Config(fit_l_max=0.1), "sequential")
     assert (ratio_table.holds == "reproduced").all()
     assert {v.outcome for v in found} == {"not testable here"}
     assert "sequential protocol" in found[0].ours and "hypothesis" in found[0].reason
@@ -92,10 +92,10 @@ def test_a_wrong_sign_is_not_reproduced():
         dp, da = jitter(k, l, dp, da, seed)
         return dp, -da
 
-    _, ratio_table, _, found = analyse(synthetic_rates(flip), measured_units.Config(fit_l_max=0.1, protocol="joint"))
+    _, ratio_table, _, found = analyse(synthetic_rates(flip), measured_units.Config(fit_l_max=0.1))
     assert (ratio_table.holds == "contradicted").all() and (ratio_table.change_a == "falls").all()
     assert {v.outcome for v in found} == {"contradicted"}
-    _, _, _, found = analyse(synthetic_rates(flip), measured_units.Config(fit_l_max=0.1))
+    _, _, _, found = analyse(synthetic_rates(flip), measured_units.Config(fit_l_max=0.1), "sequential")
     assert {v.outcome for v in found} == {"not testable here"}
 
 
@@ -105,7 +105,7 @@ def test_a_ratio_independent_of_k_is_not_reproduced():
         dp, da = jitter(k, l, dp, da, seed)
         return -da, da
 
-    cfg = measured_units.Config(fit_l_max=0.1, tolerance_factor=5.0, protocol="joint")
+    cfg = measured_units.Config(fit_l_max=0.1, tolerance_factor=5.0)
     _, ratio_table, _, found = analyse(synthetic_rates(flat), cfg)
     assert np.allclose(ratio_table.ratio, -1.0)
     assert (ratio_table.change_a == "rises").all() and (ratio_table.change_p == "falls").all()  # the signs hold
@@ -117,10 +117,16 @@ def test_unresolved_changes_are_inconclusive():
         # Seeds disagree symmetrically about a zero mean: no sign is resolved.
         return 1e-3 * (seed - 1), 1e-3 * (seed - 1)
 
-    _, ratio_table, _, found = analyse(synthetic_rates(noise), measured_units.Config(fit_l_max=0.1, protocol="joint"))
+    _, ratio_table, _, found = analyse(synthetic_rates(noise), measured_units.Config(fit_l_max=0.1))
     assert (ratio_table.holds == "inconclusive").all()
     assert (ratio_table.change_a == "no resolved change").all()
     assert {v.outcome for v in found} == {"inconclusive"}
+
+
+def test_joint_decides_wherever_it_ran():
+    assert measured_judge.judged_protocol(("sequential", "joint")) == "joint"
+    assert measured_judge.judged_protocol(("joint",)) == "joint"
+    assert measured_judge.judged_protocol(("sequential",)) == "sequential"  # then "not testable here"
 
 
 def test_band_margin_needs_no_division():

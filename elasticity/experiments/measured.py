@@ -6,6 +6,8 @@ The experiment of the elasticity_measured chapter: its presets, and `run` = the 
 
 from __future__ import annotations
 
+import pandas as pd
+
 import elasticity.config
 from elasticity import results, verdicts
 from elasticity.experiments import measured_judge, measured_units
@@ -16,8 +18,9 @@ CHAPTER = "elasticity_measured"  # the notebook stem that shows this experiment
 CLAIMS = ("theorem_4_2",)
 
 PRESETS = {
-    # k = 10, 30, 100 (a 10x span), four perturbation sizes, three seeds: the chapter took 149 to 166 s in
-    # clean default builds on 2 quiet cores (benchmarks/latest/book.json).
+    # k = 10, 30, 100 (a 10x span), four perturbation sizes, three seeds, both protocols (joint decides):
+    # the sequential units take about 7 s each, the joint ones about 70 s (a pass over all of D_p per
+    # perturbation) on 2 quiet cores; the chapter's time is in benchmarks/latest/book.json.
     "default": Config(),
     # Seconds, for the test suite's book build: the same pipeline on a few dozen examples.
     "smoke": Config(alignment_sizes=(40, 12), l_values=(0.1, 0.25), seeds=(0, 1), part_size=40,
@@ -43,7 +46,7 @@ def run(cfg: Config) -> dict:
     Returns:
         A dict of tidy DataFrames:
         `sizes`: |D_1|, |D_2|, |D_3|, |D_p| and each |D_a| in examples and tokens, and k.
-        `rates`: one row per (|D_a|, seed, l, dataset): the normalized compression rate (bits/token),
+        `rates`: one row per (protocol, |D_a|, seed, l, dataset): the normalized compression rate (bits/token),
             its change from the aligned model (l = 0), and KL(perturbed || aligned) on the dataset's
             held-out texts (nats/token).
         `derivatives`, `ratios`, `secants`, `exponents`, `hooke`, `verdicts`: see `judge`.
@@ -53,7 +56,7 @@ def run(cfg: Config) -> dict:
 
 
 def judge(rates, cfg: Config) -> dict:
-    """The judging of the measured `rates`.
+    """The judging of the measured `rates`, protocol by protocol; each table has a `protocol` column first.
 
     Returns:
         `derivatives`: per (k, dataset): d gamma/dl at l -> 0 (slope through the origin over
@@ -62,19 +65,31 @@ def judge(rates, cfg: Config) -> dict:
         `secants`: per (k, l): the secant slopes Delta gamma / l, their ratio and our reconstruction's.
         `exponents`: log-log slopes of |d gamma_a/dl|, |d gamma_p/dl| and |ratio| against k, and the expected.
         `hooke`: per (k, l): |D_a| Delta gamma_a against -|D_p| Delta gamma_p, and the same with KL.
-        `verdicts`: the computed verdict (claim `theorem_4_2`).
+        `verdicts`: the computed verdicts (claim `theorem_4_2`), from the protocol that
+            `measured_judge.judged_protocol` names: joint where it ran.
     """
+    tables = {protocol: _judge_protocol(rates[rates.protocol == protocol], cfg) for protocol in cfg.protocols}
+    judged = measured_judge.judged_protocol(cfg.protocols)
+    mine = tables[judged]
+    found = measured_judge.judge(mine["per_seed"], mine["ratios"], mine["secants"], cfg, CHAPTER, judged)
+    out = {name: pd.concat([table[name].assign(protocol=protocol)[["protocol", *table[name].columns]]
+                            for protocol, table in tables.items()], ignore_index=True)
+           for name in ("derivatives", "ratios", "secants", "exponents", "hooke")}
+    return {**out, "verdicts": verdicts.to_frame(found)}
+
+
+def _judge_protocol(rates, cfg: Config) -> dict:
+    """The judging tables of one protocol's rates (no protocol column)."""
     slopes = measured_judge.seed_slopes(rates, cfg.fit_l_max)
     derivs, per_seed = measured_judge.derivatives(slopes), measured_judge.per_seed_derivatives(slopes)
     ratio_table = measured_judge.ratios(derivs, per_seed, cfg.tolerance_factor)
-    secant_table = measured_judge.secants(rates, cfg.tolerance_factor)
     return {
         "derivatives": derivs,
+        "per_seed": per_seed,
         "ratios": ratio_table,
-        "secants": secant_table,
+        "secants": measured_judge.secants(rates, cfg.tolerance_factor),
         "exponents": measured_judge.exponents(derivs, ratio_table),
         "hooke": measured_judge.hooke(rates, cfg.pretraining_size),
-        "verdicts": verdicts.to_frame(measured_judge.judge(per_seed, ratio_table, secant_table, cfg, CHAPTER)),
     }
 
 

@@ -8,10 +8,20 @@ from elasticity import plotting, stats
 
 
 def plot_ratio_vs_k(result: dict):
-    """|measured ratio| against k on log axes, with the theorem's |ratio| = k line and the band of the test."""
-    table = result["ratios"]
-    secant_table = result["secants"]
-    fig, ax = plotting.new_figure()
+    """|measured ratio| against k on log axes, one panel per protocol, with the theorem's |ratio| = k line and
+    the band of the test."""
+    protocols = list(dict.fromkeys(result["ratios"].protocol))
+    fig, axes = plotting.new_figure(ncols=len(protocols), width=4.2 * len(protocols), height=3.6, squeeze=False)
+    for ax, protocol in zip(axes[0], protocols, strict=True):
+        _ratio_panel(ax, result["ratios"][result["ratios"].protocol == protocol],
+                     result["secants"][result["secants"].protocol == protocol])
+        ax.set_title(f"{protocol} protocol")
+    axes[0][0].set_ylabel("|(d gamma_a/dl) / (d gamma_p/dl)|")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    return fig
+
+
+def _ratio_panel(ax, table, secant_table) -> None:
     ks = np.array(sorted(table.k))
     grid = np.geomspace(ks.min() / 1.5, ks.max() * 1.5, 50)
     ax.plot(grid, grid, color=plotting.COLORS["theory"], label="|ratio| = k (Theorem 4.2: Theta(k))")
@@ -36,9 +46,6 @@ def plot_ratio_vs_k(result: dict):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("k = |D_p| / |D_a|")
-    ax.set_ylabel("|(d gamma_a/dl) / (d gamma_p/dl)|")
-    ax.legend(fontsize=7, loc="best")
-    return fig
 
 
 def _se(values) -> float:
@@ -46,11 +53,19 @@ def _se(values) -> float:
 
 
 def plot_rate_changes(result: dict):
-    """Delta gamma of D_a and D_p against l, one curve per k (mean over seeds, +- se)."""
+    """Delta gamma of D_a and D_p against l, one curve per k (mean over seeds, +- se), a row per protocol."""
+    protocols = list(dict.fromkeys(result["rates"].protocol))
+    fig, grid = plotting.new_figure(ncols=2, nrows=len(protocols), width=8.0, height=3.2 * len(protocols),
+                                    squeeze=False)
+    for axes, protocol in zip(grid, protocols, strict=True):
+        _rate_change_row(axes, result["rates"][result["rates"].protocol == protocol], protocol)
+    grid[0][0].legend(fontsize=7)
+    return fig
+
+
+def _rate_change_row(axes, rates, protocol: str) -> None:
     import matplotlib.ticker
 
-    rates = result["rates"]
-    fig, axes = plotting.new_figure(ncols=2, width=8.0, height=3.4)
     ks = sorted(rates.k.unique())
     targets = sorted(float(v) for v in rates.l_target.unique() if v > 0)
     for ax, name in zip(axes, ("D_a", "D_p"), strict=True):
@@ -68,7 +83,5 @@ def plot_rate_changes(result: dict):
         ax.set_xticks([0.0, *targets], ["0", *(f"{v:g}" for v in targets)])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("l = |D_t| / |D_a|")
-        ax.set_title(f"held-out {name}")
+        ax.set_title(f"held-out {name}, {protocol} protocol")
     axes[0].set_ylabel("change of normalized rate (bits/token)")
-    axes[0].legend(fontsize=7)
-    return fig

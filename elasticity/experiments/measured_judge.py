@@ -181,10 +181,16 @@ def holding_l_range(secant_table: pd.DataFrame) -> list[float]:
     return sorted(float(l) for l, good in ok.items() if good)  # noqa: E741
 
 
+def judged_protocol(protocols: tuple[str, ...]) -> str:
+    """The protocol whose effects decide the verdicts: the first of `protocols` that meets the theorem's
+    hypothesis (THEOREM_PROTOCOLS), else the first run (whose verdicts then read "not testable here")."""
+    return next((p for p in protocols if p in THEOREM_PROTOCOLS), protocols[0])
+
+
 def judge(per: pd.DataFrame, ratio_table: pd.DataFrame, secant_table: pd.DataFrame, cfg: Config,
-          chapter: str) -> list[verdicts.Verdict]:
+          chapter: str, protocol: str) -> list[verdicts.Verdict]:
     """The verdicts on Theorem 4.2, one per k: the per-seed `band_margin` at l -> 0 (`per` is
-    `per_seed_derivatives`) by the book's rule.
+    `per_seed_derivatives`) by the book's rule, from the tables of one `protocol`.
 
     Only a protocol of THEOREM_PROTOCOLS trains on the size-weighted union that the theorem assumes; under
     any other the effects are still computed and recorded, but the outcome is "not testable here".
@@ -192,8 +198,8 @@ def judge(per: pd.DataFrame, ratio_table: pd.DataFrame, secant_table: pd.DataFra
     good_l = holding_l_range(secant_table)
     l_text = ", ".join(f"{v:g}" for v in good_l) if good_l else "none"
     precondition = None
-    if cfg.protocol not in THEOREM_PROTOCOLS:
-        precondition = (f"precondition failed: the {cfg.protocol} protocol fine-tunes on D_a, then D_t, alone, so "
+    if protocol not in THEOREM_PROTOCOLS:
+        precondition = (f"precondition failed: the {protocol} protocol fine-tunes on D_a, then D_t, alone, so "
                         f"nothing weighs D_a against D_p as the theorem's hypothesis (a model fitted to the "
                         f"size-weighted union) requires; protocol {' or '.join(THEOREM_PROTOCOLS)} tests it")
     paper_text = (f"ratio = Theta(-k), k = |D_p|/|D_a| >> 1 (typically {paper.THEOREM_K_TYPICAL[0]:.0e} to "
@@ -209,7 +215,7 @@ def judge(per: pd.DataFrame, ratio_table: pd.DataFrame, secant_table: pd.DataFra
                      f"{cfg.tolerance_factor:g} of k)"),
             effect=stats.effect(band_margin(seeds.a, seeds.p, row.k, cfg.tolerance_factor)),
             ours=(f"ratio {row.ratio:.3g} (|ratio| in [{row.abs_ratio_lo:.3g}, {hi}]); holds at l in: {l_text} "
-                  f"({cfg.protocol} protocol)"),
+                  f"({protocol} protocol)"),
             paper=paper_text, precondition=precondition,
         ))
     return out

@@ -50,8 +50,8 @@ class Config:
 
     A model of `family`/`size` is pre-trained from scratch on D_p (`part_size` examples of each of D_1,
     D_2, D_3). For each alignment size |D_a| (k = |D_p|/|D_a|) and seed it is aligned on D_a and then
-    perturbed with the first round(l |D_a|) examples of D_t for each l in `l_values`, following
-    `protocol`. The normalized compression rates of held-out D_p and D_a are measured before (l = 0) and
+    perturbed with the first round(l |D_a|) examples of D_t for each l in `l_values`, following each of
+    `protocols`. The normalized compression rates of held-out D_p and D_a are measured before (l = 0) and
     after each perturbation; d gamma/dl is the slope through the origin over l <= `fit_l_max`.
     """
 
@@ -60,7 +60,7 @@ class Config:
     alignment_sizes: tuple[int, ...] = (360, 120, 36)  # |D_a|, examples; k = 3 part_size / |D_a|
     l_values: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5)  # |D_t| / |D_a|, each > 0
     seeds: tuple[int, ...] = (0, 1, 2)  # one replicate (D_a, D_t draws and training order) per seed
-    protocol: str = "sequential"  # sequential | joint (see PROTOCOLS)
+    protocols: tuple[str, ...] = PROTOCOLS  # each run in turn (see PROTOCOLS); joint decides the verdicts
     part_size: int = 1200  # examples in each of D_1, D_2, D_3; |D_p| = 3 part_size
     pretrain_epochs: float = 3.0  # epochs of pre-training on D_p (from scratch)
     pretrain_learning_rate: float = 2e-3  # learning rate of pre-training
@@ -88,7 +88,11 @@ class Config:
                             f"{', '.join(PRETRAINABLE)}")
         if self.size is not None:
             elasticity.config.choice(f"size of {self.family}", self.size, models.sizes(self.family))
-        elasticity.config.choice("protocol", self.protocol, PROTOCOLS)
+        if not self.protocols or len(set(self.protocols)) != len(self.protocols):
+            raise UserError(f"protocols = {self.protocols!r}; expected one or more of {', '.join(PROTOCOLS)}, "
+                            "each once")
+        for protocol in self.protocols:
+            elasticity.config.choice("protocol", protocol, PROTOCOLS)
         elasticity.config.choice("normalization", self.normalization, compression.NORMALIZATIONS)
         if not _DEVICE.match(self.device):
             raise UserError(f"device = {self.device!r}; expected cpu, cuda, cuda:N or mps")
@@ -233,8 +237,8 @@ def _pretrain_unit(cfg: Config) -> _Pretrain:
                      cfg.batch_size, cfg.max_length, cfg.device)
 
 
-def _unit(cfg: Config, alignment_size: int, seed: int) -> _Unit:
-    return _Unit(_pretrain_unit(cfg), cfg.protocol, alignment_size, cfg.l_values, seed, cfg.learning_rate,
+def _unit(cfg: Config, protocol: str, alignment_size: int, seed: int) -> _Unit:
+    return _Unit(_pretrain_unit(cfg), protocol, alignment_size, cfg.l_values, seed, cfg.learning_rate,
                  cfg.perturb_learning_rate, cfg.align_epochs, cfg.perturb_epochs, cfg.batch_size,
                  cfg.perturb_batch_size, cfg.eval_size, cfg.kl_size, cfg.normalization, cfg.depth)
 
@@ -436,28 +440,32 @@ DATASETS = ("D_p", "D_a", "D_1", "D_2", "D_3")
 def cached_units(cfg: Config) -> list[results.Unit]:
     """The cache entries `measure_rates(cfg)` reads: theta_p's pre-training, and every (|D_a|, seed) unit."""
     return ([results.Unit(f"{NAME}-pretrain", _pretrain_unit(cfg), _build_pretrained)]
-            + [results.Unit(f"{NAME}-unit", _unit(cfg, n, s), _compute_unit)
-               for n in cfg.alignment_sizes for s in cfg.seeds])
+            + [results.Unit(f"{NAME}-unit", unit, _compute_unit) for unit in _units(cfg)])
+
+
+def _units(cfg: Config) -> list[_Unit]:
+    """Every (protocol, |D_a|, seed) unit, protocol by protocol."""
+    return [_unit(cfg, p, n, s) for p in cfg.protocols for n in cfg.alignment_sizes for s in cfg.seeds]
 
 
 def measure_rates(cfg: Config) -> pd.DataFrame:
     """Pre-train, align, perturb and measure, unit by unit (cached).
 
     Returns:
-        `rates`: one row per (|D_a|, seed, l, dataset): the normalized compression rate (bits/token), its
+        `rates`: one row per (protocol, |D_a|, seed, l, dataset): the normalized compression rate (bits/token), its
         change from the aligned model (l = 0), and KL(perturbed || aligned) on the dataset's held-out
         texts (nats/token).
     """
-    units = [_unit(cfg, n, s) for n in cfg.alignment_sizes for s in cfg.seeds]
+    units = _units(cfg)
     _pretrained_dir(_pretrain_unit(cfg))  # pre-train first (cached), so that the progress bar below is honest
     rows = []
-    for unit in tqdm(units, desc=f"measured ({cfg.protocol}): alignment x seed", unit="unit"):
+    for unit in tqdm(units, desc="measured: protocol x alignment x seed", unit="unit"):
         out = _run_unit(unit)
         k = cfg.pretraining_size / unit.alignment_size
         aligned = out["points"][0]["rates"]
         for point in out["points"]:
             for name in DATASETS:
-                rows.append({"protocol": cfg.protocol, "alignment_size": unit.alignment_size, "k": k,
+                rows.append({"protocol": unit.protocol, "alignment_size": unit.alignment_size, "k": k,
                              "seed": unit.seed, "l": point["l"], "l_target": point["l_target"],
                              "num_perturbation": point["num_perturbation"],
                              "dataset": name, "gamma_bits": point["rates"][name],
