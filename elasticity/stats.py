@@ -171,10 +171,13 @@ def is_exact(n: int, low: float) -> bool:
 
 
 def effect_text(mean: float, low: float, high: float, n: int, detectable: float, digits: int = 3) -> str:
-    """"0.0053 (95% CI 0.0006 to 0.01; 3 seeds; detectable 0.0071)"; an exact value (n = 0) says so."""
+    """"0.0053 (95% CI 0.0006 to 0.01; 3 seeds; detectable 0.0071)"; an exact value (n = 0) says so, and
+    an effect with no finite value (every seed censored, say) says that instead of printing nan."""
     def g(x: float) -> str:
         return f"{x:.{digits}g}"
 
+    if not math.isfinite(mean):
+        return f"no finite value ({n} seed{'s' if n != 1 else ''})"
     if is_exact(n, low):
         return f"{g(mean)} (exact; no seeds)"
     if not math.isfinite(low):

@@ -1,5 +1,7 @@
 """The registry of the book's experiments and the verdict table it collects from cached results."""
 
+import math
+
 import pytest
 
 from elasticity import config, paper, stats, verdicts
@@ -60,7 +62,8 @@ def test_each_archived_family_adds_a_column_matched_by_claim_and_task(tmp_path):
 
     table = registry.collect_verdicts(cache=tmp_path)  # nothing live: one row per claim, no task
     archived_table = pd.DataFrame([_archived_row("resistance", "loss", [0.3, 0.2, 0.25]),
-                                   _archived_row("resistance_kl", "KL", [-0.3, 0.2, 0.25], stale=True)],
+                                   _archived_row("resistance_kl", "KL", [-0.3, 0.2, 0.25], stale=True),
+                                   _archived_row("kl_table", "counts", [math.nan, math.nan])],
                                   columns=registry.ARCHIVED_COLUMNS)
     columns = registry.family_columns(table, archived_table)
     assert list(columns) == ["smollm2-135m"]
@@ -68,6 +71,7 @@ def test_each_archived_family_adds_a_column_matched_by_claim_and_task(tmp_path):
     assert cells["resistance"].startswith("loss: reproduced: 0.25 (95% CI ")
     assert cells["resistance_kl"].startswith("KL: stale (archived at abcdef1234; the measuring code has changed")
     assert cells["rebound_two_phase"] == ""
+    assert cells["kl_table"] == "counts: not testable here: 0 seeds with a finite value: no interval"  # no nan
     text = registry.verdicts_markdown(table, set(), columns)
     assert "| smollm2-135m (archived) |" in text.splitlines()[0]
     import re

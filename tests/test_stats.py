@@ -90,6 +90,7 @@ def test_no_interval_is_not_testable():
     one = stats.effect([0.4, np.nan])
     assert one.outcome == stats.NOT_TESTABLE and one.n == 1 and one.text() == "0.4 (1 seed; no interval)"
     assert stats.effect([]).outcome == stats.NOT_TESTABLE
+    assert stats.effect([np.nan, np.nan]).text() == "no finite value (0 seeds)"  # never "nan" in a table
 
 
 def test_equivalence_needs_a_narrow_interval_not_a_wide_one():

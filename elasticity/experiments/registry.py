@@ -164,6 +164,8 @@ def family_columns(table: pd.DataFrame, archived_table: pd.DataFrame) -> dict[st
     family has no verdict for the row."""
     def text(r) -> str:
         effect = stats.effect_text(r["effect"], r["low"], r["high"], int(r["seeds"]), r["detectable"])
+        if not math.isfinite(r["effect"]) and r["reason"]:
+            effect = r["reason"]  # no effect to show: why (censored counts, a failed precondition)
         if r["stale"]:
             return f"stale (archived at {r['commit']}; the measuring code has changed since): {r['outcome']}: {effect}"
         return f"{r['outcome']}: {effect}"
