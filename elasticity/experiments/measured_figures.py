@@ -11,13 +11,14 @@ def plot_ratio_vs_k(result: dict):
     """|measured ratio| against k on log axes, one panel per protocol, with the theorem's |ratio| = k line and
     the band of the test."""
     protocols = list(dict.fromkeys(result["ratios"].protocol))
-    fig, axes = plotting.new_figure(ncols=len(protocols), width=4.2 * len(protocols), height=3.6, squeeze=False)
+    fig, axes = plotting.new_figure(ncols=len(protocols), width=4.2 * len(protocols), height=4.2, squeeze=False)
     for ax, protocol in zip(axes[0], protocols, strict=True):
         _ratio_panel(ax, result["ratios"][result["ratios"].protocol == protocol],
                      result["secants"][result["secants"].protocol == protocol])
         ax.set_title(f"{protocol} protocol")
     axes[0][0].set_ylabel("|(d gamma_a/dl) / (d gamma_p/dl)|")
-    axes[0][-1].legend(fontsize=7, loc="best")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncols=3)  # below the panels, off the data
     return fig
 
 
@@ -45,6 +46,10 @@ def _ratio_panel(ax, table, secant_table) -> None:
                s=40, zorder=3, label="... positive (wrong sign)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    # The axis spans the points and the line; an interval that reaches |ratio| = 0 runs off the bottom.
+    shown = np.concatenate([mid, secant_table.ratio.abs().to_numpy(), grid])
+    shown = shown[np.isfinite(shown) & (shown > 0)]
+    ax.set_ylim(shown.min() / 3, shown.max() * 3)
     ax.set_xlabel("k = |D_p| / |D_a|")
 
 
