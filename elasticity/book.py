@@ -102,6 +102,13 @@ def parse_value(name: str, text: str, default: Any) -> Any:
     return value
 
 
+def kernel_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` as papermill can inject them: a tuple becomes a list, since papermill writes a tuple as the
+    string of it (`seeds = "(0, 1)"`), which the kernel's config then refuses; every config turns lists
+    back into tuples (`config.check_types`)."""
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+
+
 def _pure(node: ast.AST) -> bool:
     # An expression that calls nothing: safe and cheap to evaluate outside the kernel.
     return not any(isinstance(n, ast.Call | ast.Lambda | ast.NamedExpr | ast.Await) for n in ast.walk(node))

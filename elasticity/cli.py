@@ -58,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     # a line per unit the kernel caches
     with progress.watch(args.chapter, progress.entries(book.chapter_units(source, values))):
         papermill.execute_notebook(
-            notebook, str(output), parameters=values, kernel_name="python3", language="python",
+            notebook, str(output), parameters=book.kernel_parameters(values), kernel_name="python3", language="python",
             cwd=str(source.parent), progress_bar=args.progress,
         )
     print(output)

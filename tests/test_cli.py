@@ -127,10 +127,11 @@ def test_parameters_reads_literals(toy_notebooks):
 def test_run_injects_parameters(toy_notebooks, tmp_path, capsys):
     out = tmp_path / "out"
     code, stdout, _ = run_cli(capsys, "run", "toy", "-p", "steps", "7", "-p", "family", "smollm2-135m",
-                              "--out", str(out), "--no-progress")
+                              "-p", "seeds", "(0, 1)", "--out", str(out), "--no-progress")
     assert code == 0
     executed = (out / "toy.ipynb").read_text()
-    assert "RESULT family=smollm2-135m steps=7 rate=0.5 sizes=(1, 2) seeds=None" in executed
+    # a tuple reaches the kernel as a sequence, not as the string papermill would write for it
+    assert "RESULT family=smollm2-135m steps=7 rate=0.5 sizes=(1, 2) seeds=[0, 1]" in executed
 
 
 def test_console_script_exit_code():

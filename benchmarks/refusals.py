@@ -1,0 +1,127 @@
+"""How fast the `elasticity` command refuses bad input: each case of a table of bad inputs across the verbs,
+run as a user runs it (a fresh process), timed, beside the 2-second target.
+
+Every case must exit 2 with one line on stderr, no traceback, nothing written and its inputs untouched;
+tests/test_refusals.py checks that on the same table, this script measures the time.
+
+    python benchmarks/refusals.py [--output PATH | --no-write]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import record
+
+from elasticity.machine import describe as describe_machine
+
+TARGET_S = 2.0  # the most a refusal may take, start to exit
+
+# (argv, a fragment of the refusal). Placeholders: {tmp} an empty folder, {text} a text file in it, {folder} a
+# folder in it; each case starts from a fresh copy of them, and nothing else may appear there.
+CASES = [
+    # run: chapters and their parameters (names, types, ranges, choices), options
+    (["run", "nope"], "unknown chapter 'nope'"),
+    (["run"], "a chapter is needed"),
+    (["run", "rebound", "-p", "nope", "1"], "unknown parameter 'nope'"),
+    (["run", "rebound", "-p", "family", "tinyy"], "unknown family 'tinyy'"),
+    (["run", "rebound", "-p", "size", "xxl"], "unknown size of family 'tiny' 'xxl'"),
+    (["run", "rebound", "-p", "device", "gpu"], "device 'gpu' is not one of"),
+    (["run", "rebound", "-p", "task", "poetry"], "unknown task 'poetry'"),
+    (["run", "rebound", "-p", "seeds", "abc"], "Config.seeds = 'abc' has the wrong type"),
+    (["run", "rebound", "-p", "seeds", "(1, 1)"], "repeats a value"),
+    (["run", "rebound", "-p", "positive_sizes", "(0, 10)"], "must be increasing positive integers"),
+    (["run", "rebound", "-p", "negative_sizes", "(10, 5)"], "must be increasing positive integers"),
+    (["run", "rebound", "-p", "positive_epochs", "'many'"], "positive_epochs"),
+    (["run", "rebound", "--workers", "0"], "--workers 0; must be a positive integer"),
+    (["run", "resistance", "-p", "family", "gpt-17"], "unknown family 'gpt-17'"),
+    (["run", "model_size", "-p", "family", "smollm2"], "unknown family 'smollm2'"),
+    (["run", "pretraining_volume", "-p", "budgets", "(123,)"], "at least 2"),
+    (["run", "elasticity_measured", "-p", "protocol", "mixed"], "unknown protocol 'mixed'"),
+    (["run", "elasticity_measured", "-p", "family", "smollm2-135m"], "unknown data"),
+    (["run", "compression_with_models", "-p", "num_bytes", "0"], "must be positive"),
+    (["run", "theory_token_tree", "--archive"], "has no archivable experiment"),
+    # book, status, pretrain
+    (["book", "--scale", "huge"], "invalid choice: 'huge'"),
+    (["status", "nope"], "unknown chapter 'nope'"),
+    (["pretrain", "--size", "xxl"], "unknown size of family 'tiny' 'xxl'"),
+    (["pretrain", "--family", "x"], "unrecognized arguments: --family x"),
+    # finetune
+    (["finetune", "--dataset", "rotten-tomatoes"], "the following arguments are required: --out"),
+    (["finetune", "--dataset", "rotten-tomatoes", "--n", "0", "--out", "{tmp}/ft"], "must be above zero"),
+    (["finetune", "--dataset", "rotten-tomatoes", "--epochs", "x", "--out", "{tmp}/ft"], "'x' is not a float"),
+    (["finetune", "--dataset", "rotten-tomatoes", "--out", "{tmp}/ft", "--device", "tpu"], "--device 'tpu'"),
+    # compress, decompress: devices, missing, unreadable and unwritable paths, output equal to input
+    (["compress", "{text}", "-o", "{tmp}/out.elz", "--device", "tpu"], "--device 'tpu'; accepted: cpu, cuda"),
+    (["compress", "{text}", "-o", "/proc/x.elz"], "cannot write in '/proc'"),
+    (["compress", "{text}", "-o", "{tmp}/no/such/out.elz"], "its folder"),
+    (["decompress", "{text}", "-o", "{tmp}/out.txt", "--device", "gpu"], "--device 'gpu'"),
+    (["decompress", "{text}", "-o", "/proc/out.txt"], "cannot write in '/proc'"),
+    (["nope"], "invalid choice: 'nope'"),
+]
+
+
+class Refusal(NamedTuple):
+    """What a case gave: exit code, stdout, stderr, seconds, and whether torch was imported."""
+
+    code: int
+    out: str
+    err: str
+    seconds: float
+    torch_imported: bool
+
+
+def prepare(folder: Path) -> dict[str, str]:
+    """The placeholders' files in `folder`: a text file and a subfolder."""
+    (folder / "input.txt").write_text("some text\n")
+    (folder / "folder").mkdir()
+    return {"tmp": str(folder), "text": str(folder / "input.txt"), "folder": str(folder / "folder")}
+
+
+def contents(folder: Path) -> dict[str, bytes | None]:
+    """Every path under `folder` with its bytes (None for a folder): what a refusal must leave as it was."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+def refuse(argv: list[str], places: dict[str, str], cwd: Path) -> Refusal:
+    """Run `elasticity ARGV` (placeholders filled) in a fresh process, as the console script does."""
+    code = ("import sys; from elasticity import cli; code = cli.main(sys.argv[1:]); "
+            "print('torch' in sys.modules); sys.exit(code)")
+    filled = [a.format(**places) for a in argv]
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, *filled], capture_output=True, text=True, cwd=cwd)
+    seconds = time.perf_counter() - start
+    return Refusal(done.returncode, done.stdout, done.stderr, seconds, done.stdout.split()[-1:] == ["True"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    record.add_output_options(parser, record.latest("refusals"))
+    args = parser.parse_args(argv)
+    rows = []
+    for case, _ in CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            got = refuse(case, prepare(Path(tmp)), Path(tmp))
+        rows.append({"argv": " ".join(case), "exit": got.code, "seconds": round(got.seconds, 2),
+                     "torch_imported": got.torch_imported})
+    slowest = max(rows, key=lambda r: r["seconds"])
+    record.emit({
+        "benchmark": "refusals", "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cases": len(rows), "target_s": TARGET_S, "slowest": slowest,
+        "ratio_slowest_to_target": round(slowest["seconds"] / TARGET_S, 3),
+        "all_within_target": all(r["seconds"] <= TARGET_S for r in rows),
+        "all_exit_2": all(r["exit"] == 2 for r in rows),
+        "with_torch_imported": sum(r["torch_imported"] for r in rows),
+        "rows": rows, "machine": describe_machine(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
