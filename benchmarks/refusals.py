@@ -23,7 +23,8 @@ from elasticity.machine import describe as describe_machine
 TARGET_S = 2.0  # the most a refusal may take, start to exit
 
 # (argv, a fragment of the refusal). Placeholders: {tmp} an empty folder, {text} a text file in it, {folder} a
-# folder in it; each case starts from a fresh copy of them, and nothing else may appear there.
+# folder in it; each case starts from a fresh copy of them, and nothing else may appear there (`refuse` sends a
+# `run` case's notebook to {tmp}/out, which must not appear).
 CASES = [
     # run: chapters and their parameters (names, types, ranges, choices), options
     (["run", "nope"], "unknown chapter 'nope'"),
@@ -53,12 +54,14 @@ CASES = [
     (["pretrain", "--family", "x"], "unrecognized arguments: --family x"),
     # finetune
     (["finetune", "--dataset", "rotten-tomatoes"], "the following arguments are required: --out"),
-    (["finetune", "--dataset", "rotten-tomatoes", "--n", "0", "--out", "{tmp}/ft"], "must be above zero"),
+    (["finetune", "--dataset", "rotten-tomatoes", "--n", "0", "--out", "{tmp}/ft"],
+     "argument --n: '0'; must be above zero"),
+    (["finetune", "--dataset", "rotten-tomatoes", "--batch-size", "-2", "--out", "{tmp}/ft"], "must be above zero"),
     (["finetune", "--dataset", "rotten-tomatoes", "--epochs", "x", "--out", "{tmp}/ft"], "'x' is not a float"),
     (["finetune", "--dataset", "rotten-tomatoes", "--out", "{tmp}/ft", "--device", "tpu"], "--device 'tpu'"),
     # compress, decompress: devices, missing, unreadable and unwritable paths, output equal to input
     (["compress", "{text}", "-o", "{tmp}/out.elz", "--device", "tpu"], "--device 'tpu'; accepted: cpu, cuda"),
-    (["compress", "{text}", "-o", "/proc/x.elz"], "cannot write in '/proc'"),
+    (["compress", "{text}", "-o", "/proc/x.elz"], "output '/proc/x.elz': cannot write in '/proc'"),
     (["compress", "{text}", "-o", "{tmp}/no/such/out.elz"], "its folder"),
     (["decompress", "{text}", "-o", "{tmp}/out.txt", "--device", "gpu"], "--device 'gpu'"),
     (["decompress", "{text}", "-o", "/proc/out.txt"], "cannot write in '/proc'"),
@@ -93,6 +96,8 @@ def refuse(argv: list[str], places: dict[str, str], cwd: Path) -> Refusal:
     code = ("import sys; from elasticity import cli; code = cli.main(sys.argv[1:]); "
             "print('torch' in sys.modules); sys.exit(code)")
     filled = [a.format(**places) for a in argv]
+    if argv[:1] == ["run"]:  # its notebook would go to {tmp}/out: a refusal must not create it
+        filled += ["--out", str(Path(places["tmp"]) / "out")]
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, *filled], capture_output=True, text=True, cwd=cwd)
     seconds = time.perf_counter() - start

@@ -103,10 +103,13 @@ def parse_value(name: str, text: str, default: Any) -> Any:
 
 
 def kernel_parameters(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` as papermill can inject them: a tuple becomes a list, since papermill writes a tuple as the
-    string of it (`seeds = "(0, 1)"`), which the kernel's config then refuses; every config turns lists
-    back into tuples (`config.check_types`)."""
-    return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+    """`values` as papermill can inject them: every tuple, nested ones too (resistance's `pairs`), becomes a
+    list, since papermill writes a tuple as the string of it (`seeds = "(0, 1)"`), which the kernel's config
+    then refuses; the configs turn lists back into tuples (`config.check_types`)."""
+    def listed(value: Any) -> Any:
+        return [listed(v) for v in value] if isinstance(value, tuple | list) else value
+
+    return {name: listed(value) for name, value in values.items()}
 
 
 def _pure(node: ast.AST) -> bool:
