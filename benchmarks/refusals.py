@@ -24,29 +24,34 @@ TARGET_S = 2.0  # the most a refusal may take, start to exit
 
 # (argv, a fragment of the refusal). Placeholders: {tmp} an empty folder, {text} a text file in it, {folder} a
 # folder in it; each case starts from a fresh copy of them, and nothing else may appear there (`refuse` sends a
-# `run` case's notebook to {tmp}/out, which must not appear).
+# `run` case's notebook to {tmp}/out, which must not appear). Every one of these is refused before torch is
+# imported: a chapter's parameters against `elasticity.parameters`, the other verbs' names and paths first.
 CASES = [
     # run: chapters and their parameters (names, types, ranges, choices), options
     (["run", "nope"], "unknown chapter 'nope'"),
     (["run"], "a chapter is needed"),
     (["run", "rebound", "-p", "nope", "1"], "unknown parameter 'nope'"),
-    (["run", "rebound", "-p", "family", "tinyy"], "unknown family 'tinyy'"),
-    (["run", "rebound", "-p", "size", "xxl"], "unknown size of family 'tiny' 'xxl'"),
-    (["run", "rebound", "-p", "device", "gpu"], "device 'gpu' is not one of"),
-    (["run", "rebound", "-p", "task", "poetry"], "unknown task 'poetry'"),
-    (["run", "rebound", "-p", "seeds", "abc"], "Config.seeds = 'abc' has the wrong type"),
-    (["run", "rebound", "-p", "seeds", "(1, 1)"], "repeats a value"),
-    (["run", "rebound", "-p", "positive_sizes", "(0, 10)"], "must be increasing positive integers"),
-    (["run", "rebound", "-p", "negative_sizes", "(10, 5)"], "must be increasing positive integers"),
-    (["run", "rebound", "-p", "positive_epochs", "'many'"], "positive_epochs"),
+    (["run", "rebound", "-p", "family", "tinyy"], "parameter 'family' = 'tinyy' of chapter 'rebound'; accepted:"),
+    (["run", "rebound", "-p", "size", "xxl"], "parameter 'size' = 'xxl' of chapter 'rebound'; accepted: one of s, m"),
+    (["run", "rebound", "-p", "family", "qwen1.5", "-p", "size", "l"], "accepted: one of 0.5b, 4b, 7b"),
+    (["run", "rebound", "-p", "device", "gpu"], "parameter 'device' = 'gpu' of chapter 'rebound'; accepted: a device"),
+    (["run", "rebound", "-p", "task", "poetry"], "parameter 'task' = 'poetry'"),
+    (["run", "rebound", "-p", "seeds", "abc"], "parameter 'seeds' = 'abc' of chapter 'rebound'; accepted: a tuple of"),
+    (["run", "rebound", "-p", "seeds", "(1, 1)"], "parameter 'seeds' = (1, 1)"),
+    (["run", "rebound", "-p", "positive_sizes", "(0, 10)"], "accepted: a tuple of ints >= 1 (distinct, increasing)"),
+    (["run", "rebound", "-p", "negative_sizes", "(10, 5)"], "parameter 'negative_sizes' = (10, 5)"),
+    (["run", "rebound", "-p", "positive_epochs", "'many'"], "parameter 'positive_epochs' = 'many'"),
+    (["run", "rebound", "-p", "control", "1"], "accepted: True or False"),
     (["run", "rebound", "--workers", "0"], "--workers 0; must be a positive integer"),
-    (["run", "resistance", "-p", "family", "gpt-17"], "unknown family 'gpt-17'"),
-    (["run", "model_size", "-p", "family", "smollm2"], "unknown family 'smollm2'"),
-    (["run", "pretraining_volume", "-p", "budgets", "(123,)"], "at least 2"),
-    (["run", "elasticity_measured", "-p", "protocol", "mixed"], "unknown protocol 'mixed'"),
-    (["run", "elasticity_measured", "-p", "family", "smollm2-135m"], "unknown data"),
-    (["run", "compression_with_models", "-p", "num_bytes", "0"], "must be positive"),
-    (["run", "theory_token_tree", "--archive"], "has no archivable experiment"),
+    (["run", "resistance", "-p", "family", "gpt-17"], "parameter 'family' = 'gpt-17'"),
+    (["run", "resistance", "-p", "pairs", "((2, 1),)"], "pairs (k, l) of ints, 1 <= k < l"),
+    (["run", "model_size", "-p", "family", "smollm2"], "parameter 'family' = 'smollm2'"),
+    (["run", "pretraining_volume", "-p", "budgets", "(123,)"], "a tuple of 2 or more ints"),
+    (["run", "pretraining_volume", "-p", "family", "qwen1.5"], "accepted: one of tiny, tinyllama-1.1b"),
+    (["run", "elasticity_measured", "-p", "protocol", "mixed"], "accepted: one of sequential, joint"),
+    (["run", "elasticity_measured", "-p", "family", "smollm2-135m"], "accepted: one of tiny (pre-trained here"),
+    (["run", "compression_with_models", "-p", "num_bytes", "0"], "accepted: int >= 1"),
+    (["run", "theory_elasticity", "-p", "normalization", "gamma"], "accepted: one of log-leaves"),
     # book, status, pretrain
     (["book", "--scale", "huge"], "invalid choice: 'huge'"),
     (["status", "nope"], "unknown chapter 'nope'"),
@@ -54,18 +59,41 @@ CASES = [
     (["pretrain", "--family", "x"], "unrecognized arguments: --family x"),
     # finetune
     (["finetune", "--dataset", "rotten-tomatoes"], "the following arguments are required: --out"),
+    (["finetune", "--dataset", "poems", "--out", "{tmp}/ft"], "unknown dataset 'poems'"),
+    (["finetune", "--dataset", "rotten-tomatoes", "--label", "happy", "--out", "{tmp}/ft"],
+     "unknown label of rotten-tomatoes 'happy'"),
+    (["finetune", "--dataset", "rotten-tomatoes", "--family", "gpt-17", "--out", "{tmp}/ft"], "unknown family"),
     (["finetune", "--dataset", "rotten-tomatoes", "--n", "0", "--out", "{tmp}/ft"],
      "argument --n: '0'; must be above zero"),
     (["finetune", "--dataset", "rotten-tomatoes", "--batch-size", "-2", "--out", "{tmp}/ft"], "must be above zero"),
     (["finetune", "--dataset", "rotten-tomatoes", "--epochs", "x", "--out", "{tmp}/ft"], "'x' is not a float"),
     (["finetune", "--dataset", "rotten-tomatoes", "--out", "{tmp}/ft", "--device", "tpu"], "--device 'tpu'"),
-    # compress, decompress: devices, missing, unreadable and unwritable paths, output equal to input
+    (["finetune", "--dataset", "rotten-tomatoes", "--out", "{text}"], "output folder '{text}' is a file"),
+    (["finetune", "--dataset", "rotten-tomatoes", "--out", "/proc/ft"], "output folder '/proc/ft': cannot write"),
+    # compress, decompress: devices, names, missing, unreadable and unwritable paths, output equal to input
     (["compress", "{text}", "-o", "{tmp}/out.elz", "--device", "tpu"], "--device 'tpu'; accepted: cpu, cuda"),
+    (["compress", "{text}", "-o", "{tmp}/out.elz", "--family", "gpt-17"], "unknown family 'gpt-17'"),
+    (["compress", "{text}", "-o", "{tmp}/out.elz", "--size", "xl"], "unknown size of family 'tiny' 'xl'"),
+    (["compress", "{tmp}/missing.txt", "-o", "{tmp}/out.elz"], "input file '{tmp}/missing.txt' does not exist"),
+    (["compress", "{folder}", "-o", "{tmp}/out.elz"], "input file '{folder}' does not exist or is not a file"),
+    (["compress", "{text}", "-o", "{text}"], "output '{text}' is the input file"),
+    (["compress", "{text}", "-o", "{folder}"], "output '{folder}' is a directory"),
     (["compress", "{text}", "-o", "/proc/x.elz"], "output '/proc/x.elz': cannot write in '/proc'"),
     (["compress", "{text}", "-o", "{tmp}/no/such/out.elz"], "its folder"),
     (["decompress", "{text}", "-o", "{tmp}/out.txt", "--device", "gpu"], "--device 'gpu'"),
+    (["decompress", "{tmp}/missing.elz", "-o", "{tmp}/out.txt"], "does not exist"),
     (["decompress", "{text}", "-o", "/proc/out.txt"], "cannot write in '/proc'"),
     (["nope"], "invalid choice: 'nope'"),
+]
+
+# Refusals that need a model's code (torch): relations between a chapter's parameters, which its experiment
+# config checks (a checkpoint pair beyond `num_checkpoints`, a budget the family has no checkpoint at), a chapter
+# with nothing to archive, a fine-tuned checkpoint that is not there. Still before any work.
+LATER_CASES = [
+    (["run", "resistance", "-p", "pairs", "((1, 5),)"], "checkpoint pair (1, 5) is out of range"),
+    (["run", "pretraining_volume", "-p", "budgets", "(1, 2)"], "unknown token budget of family 'tiny' 1"),
+    (["run", "theory_token_tree", "--archive"], "has no archivable experiment"),
+    (["compress", "{text}", "-o", "{tmp}/out.elz", "--checkpoint", "{tmp}/none"], "is not a directory"),
 ]
 
 
@@ -109,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     record.add_output_options(parser, record.latest("refusals"))
     args = parser.parse_args(argv)
     rows = []
-    for case, _ in CASES:
+    for case, _ in CASES + LATER_CASES:
         with tempfile.TemporaryDirectory() as tmp:
             got = refuse(case, prepare(Path(tmp)), Path(tmp))
         rows.append({"argv": " ".join(case), "exit": got.code, "seconds": round(got.seconds, 2),
-                     "torch_imported": got.torch_imported})
+                     "torch_imported": got.torch_imported, "needs_model_code": case in [c for c, _ in LATER_CASES]})
     slowest = max(rows, key=lambda r: r["seconds"])
     record.emit({
         "benchmark": "refusals", "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from elasticity import coding, compression
+from elasticity import coding, compression, files
 from elasticity.config import UserError
 from elasticity.modes import evaluating
 
@@ -216,19 +216,6 @@ def _detokenize(tokenizer, ids: list[int]) -> bytes:
     if not ids:
         return b""
     return tokenizer.decode(ids, clean_up_tokenization_spaces=False).encode("utf-8")
-
-
-def _check_paths(src: Path, dst: Path) -> tuple[Path, Path]:
-    src, dst = Path(src), Path(dst)
-    if not src.is_file():
-        raise UserError(f"input file {str(src)!r} does not exist or is not a file")
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise UserError(f"output {str(dst)!r} is the input file; choose another name")
-    if dst.is_dir():
-        raise UserError(f"output {str(dst)!r} is a directory; give a file name")
-    if not dst.parent.resolve().is_dir():
-        raise UserError(f"output directory {str(dst.parent)!r} does not exist")
-    return src, dst
 
 
 def _write_atomically(dst: Path, payload: bytes) -> None:
@@ -497,7 +484,7 @@ def compress_file(
         UserError: on a missing input, a bad output path, an unknown family/size or a missing checkpoint.
             `dst` is written atomically: it never exists half-written.
     """
-    src, dst = _check_paths(src, dst)
+    src, dst = files.check_input_output(src, dst)
     checkpoint = str(Path(checkpoint).resolve()) if checkpoint is not None else None
     model, tokenizer = _load_model(family, size, checkpoint, device)
     blob, stats = compress_bytes(
@@ -517,7 +504,7 @@ def decompress_file(src: Path, dst: Path, *, device: str = "cpu") -> dict:
         UserError: (one line) on a corrupt or truncated archive, a model whose hash differs from the
             header's, or a bad output path; `dst` is then not created.
     """
-    src, dst = _check_paths(src, dst)
+    src, dst = files.check_input_output(src, dst)
     blob = src.read_bytes()
     header, _, _ = read_header(blob)  # refuse bad files before loading a model
     model, tokenizer = _load_model(header["family"] or "tiny", header["size"], header["checkpoint"], device)

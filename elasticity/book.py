@@ -57,49 +57,41 @@ def parameters(path: Path) -> dict[str, Any]:
 
 
 def parameter_help(path: Path) -> str:
-    """The chapter's parameters as `elasticity run CHAPTER --help` lists them: name, default and the cell's
-    own comment (what it means and which values it accepts), one per line."""
+    """The chapter's parameters as `elasticity run CHAPTER --help` lists them: name and default, then what it
+    accepts (`elasticity.parameters`) and what it means (the cell's own comment), for each."""
     import io
     import tokenize
+
+    from elasticity import parameters as declared
 
     cell = _parameters_cell(path)
     comments = {tok.start[0]: tok.string.lstrip("# ").strip()
                 for tok in tokenize.generate_tokens(io.StringIO(cell.source).readline)
                 if tok.type == tokenize.COMMENT}
-    rows = [(node.targets[0].id, ast.unparse(node.value), comments.get(node.lineno, ""))
-            for node in ast.parse(cell.source).body]
-    width = max(len(f"{name} = {default}") for name, default, _ in rows)
-    return "\n".join(f"  {f'{name} = {default}':<{width}}  {comment}".rstrip() for name, default, comment in rows)
+    defaults = parameters(path)
+    lines = []
+    for node in ast.parse(cell.source).body:
+        name = node.targets[0].id
+        lines += [f"  {name} = {ast.unparse(node.value)}",
+                  f"      accepts: {declared.declared(path.stem, name).describe(defaults)}"]
+        if comments.get(node.lineno):
+            lines.append(f"      {comments[node.lineno]}")
+    return "\n".join(lines)
 
 
-def parse_value(name: str, text: str, default: Any) -> Any:
-    """A command-line parameter value, parsed as a Python literal and checked against the default's type.
+def parse_values(path: Path, given: list[tuple[str, str]]) -> dict[str, Any]:
+    """The `-p NAME VALUE` pairs given for a chapter, each value parsed as a Python literal (strings may be bare:
+    `-p family smollm2-135m`) and checked against what it accepts (`elasticity.parameters.check`): a bad name or
+    value is a `UserError` in one line."""
+    from elasticity import parameters as declared
 
-    Strings may be given bare (`-p family smollm2-135m`). A default of None accepts any literal.
-    """
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text
-    if default is None or value is None:
-        return value
-    expected = type(default)
-    if isinstance(default, bool) or isinstance(value, bool):
-        ok = isinstance(value, bool) and isinstance(default, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, int | float)
-        value = float(value) if ok else value
-    elif isinstance(default, list | tuple):
-        ok = isinstance(value, list | tuple)
-        value = type(default)(value) if ok else value
-    elif isinstance(default, str):
-        ok, value = True, text if not isinstance(value, str) else value
-    else:
-        ok = isinstance(value, expected)
-    if not ok:
-        raise UserError(f"parameter {name!r} = {text!r} has the wrong type; expected {expected.__name__} "
-                        f"like the default {default!r}")
-    return value
+    values = {}
+    for name, text in given:
+        try:
+            values[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            values[name] = text
+    return declared.check(path.stem, values, parameters(path))
 
 
 def kernel_parameters(values: dict[str, Any]) -> dict[str, Any]:

@@ -3,16 +3,12 @@
 import argparse
 import json
 import os
-import re
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 import elasticity
 from elasticity.config import UserError
-
-_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")  # the devices a command accepts
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -32,11 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     workers = parallel.workers() if args.workers is None else args.workers
     source = book.chapter_path(args.chapter)
     defaults = book.parameters(source)
-    values = {}
-    for name, text in args.parameter:
-        if name not in defaults:
-            raise UserError(f"unknown parameter {name!r} of chapter {args.chapter!r}; accepted: {', '.join(defaults)}")
-        values[name] = book.parse_value(name, text, defaults[name])
+    values = book.parse_values(source, args.parameter)  # each value as `elasticity.parameters` declares it
     family = str(values.get("family", defaults.get("family") or "default"))
     parallel.check_fits(workers, values.get("family", defaults.get("family")) or "tiny",
                         str(values.get("device", defaults.get("device")) or "cpu"))
@@ -125,23 +117,28 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from elasticity import models, pretrain
     from elasticity.config import choice
+    from elasticity.parameters import TINY_SIZES
 
-    sizes = args.size or list(models.sizes("tiny"))
+    sizes = args.size or list(TINY_SIZES)
     for size in sizes:
-        choice("size of family 'tiny'", size, models.sizes("tiny"))
+        choice("size of family 'tiny'", size, TINY_SIZES)
+    from elasticity import pretrain
+
     for size in sizes:
         print(pretrain.pretrain(size))
     return 0
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    if not _DEVICE.match(args.device):
-        raise UserError(f"--device {args.device!r}; accepted: cpu, cuda, cuda:N, mps")
-    from elasticity import data, finetune, models, numerics
+    from elasticity import data, files, parameters
 
+    _check_device(args.device)
+    files.check_output_folder(args.out)
+    parameters.check_family_size(args.family, args.size)
     examples = data.examples(args.dataset, "train", n=args.n, seed=args.seed, label=args.label)
+    from elasticity import finetune, models, numerics
+
     config = finetune.FinetuneConfig(
         learning_rate=args.learning_rate, epochs=args.epochs, batch_size=args.batch_size,
         max_length=args.max_length, seed=args.seed, lora=args.lora,
@@ -171,22 +168,20 @@ def _positive(kind: type):
     return parse
 
 
-def _check_device_and_output(device: str, output: Path) -> None:
-    """Refuse, before any work, a device torch would reject and an output its folder cannot take."""
-    if not _DEVICE.match(device):
-        raise UserError(f"--device {device!r}; accepted: cpu, cuda, cuda:N, mps")
-    folder = output.parent
-    if not folder.is_dir():
-        raise UserError(f"output '{output}': its folder '{folder}' does not exist")
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise UserError(f"output '{output}': cannot write in '{folder}' ({error.strerror})") from None
+def _check_device(device: str) -> None:
+    """Refuse, before any work, a device torch would reject."""
+    from elasticity import parameters
+
+    if not parameters.DEVICE.match(device):
+        raise UserError(f"--device {device!r}; accepted: {parameters.DEVICES}")
 
 
 def _compress(args: argparse.Namespace) -> int:
-    _check_device_and_output(args.device, Path(args.output))
+    from elasticity import files, parameters
+
+    _check_device(args.device)
+    files.check_input_output(args.file, args.output)
+    parameters.check_family_size(args.family, args.size)
     from elasticity import archive
 
     stats = archive.compress_file(Path(args.file), Path(args.output), family=args.family, size=args.size,
@@ -196,7 +191,10 @@ def _compress(args: argparse.Namespace) -> int:
 
 
 def _decompress(args: argparse.Namespace) -> int:
-    _check_device_and_output(args.device, Path(args.output))
+    from elasticity import files
+
+    _check_device(args.device)
+    files.check_input_output(args.file, args.output)
     from elasticity import archive
 
     stats = archive.decompress_file(Path(args.file), Path(args.output), device=args.device)

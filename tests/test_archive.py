@@ -277,8 +277,10 @@ def test_bad_paths_are_refused(files):
     (files / "in.txt").write_text("x")
     with pytest.raises(UserError, match="is the input"):
         archive.compress_file(files / "in.txt", files / "in.txt")
-    with pytest.raises(UserError, match="directory"):
+    with pytest.raises(UserError, match="its folder .* does not exist"):
         archive.compress_file(files / "in.txt", files / "nowhere" / "x.elz")
+    with pytest.raises(UserError, match="is a directory"):
+        archive.compress_file(files / "in.txt", files)
     with pytest.raises(UserError, match="unknown family"):
         archive.compress_file(files / "in.txt", files / "x.elz", family="nope")
     assert not (files / "x.elz").exists()

@@ -9,26 +9,23 @@ from conftest import load_script
 
 refusals = load_script("benchmarks/refusals.py", "bench_refusals")
 
-# Verbs whose refusals come before torch is imported. Not these: `run` checks a chapter's parameters by
-# building its experiment config, whose module imports the model code, and `pretrain` reads the tiny sizes
-# from the pre-training module; both still refuse in about a second (benchmarks/refusals.py).
-LIGHT = ("book", "status", "finetune", "compress", "decompress", "nope")
+ALL = refusals.CASES + refusals.LATER_CASES
 
 
 def test_the_table_covers_every_verb_with_at_least_thirty_cases():
     assert len(refusals.CASES) >= 30
-    verbs = {argv[0] for argv, _ in refusals.CASES}
+    verbs = {argv[0] for argv, _ in ALL}
     assert verbs >= {"run", "book", "status", "pretrain", "finetune", "compress", "decompress"}
 
 
-@pytest.mark.parametrize("argv, message", refusals.CASES, ids=[" ".join(a) for a, _ in refusals.CASES])
+@pytest.mark.parametrize("argv, message", ALL, ids=[" ".join(a) for a, _ in ALL])
 def test_bad_input_is_one_line_exit_2_and_touches_nothing(tmp_path, argv, message):
     places = refusals.prepare(tmp_path)
     before = refusals.contents(tmp_path)
     got = refusals.refuse(argv, places, tmp_path)
     assert got.code == 2, got.err
     assert got.err.count("\n") == 1 and "error: " in got.err and "Traceback" not in got.err
-    assert message in got.err
+    assert message.format(**places) in got.err
     assert refusals.contents(tmp_path) == before  # nothing written, the inputs as they were
-    if argv[0] in LIGHT:
+    if (argv, message) in refusals.CASES:
         assert not got.torch_imported  # refused before the heavy imports
