@@ -52,7 +52,9 @@ CASES = [
     (["run", "elasticity_measured", "-p", "family", "smollm2-135m"], "accepted: one of tiny (pre-trained here"),
     (["run", "compression_with_models", "-p", "num_bytes", "0"], "accepted: int >= 1"),
     (["run", "theory_elasticity", "-p", "normalization", "gamma"], "accepted: one of log-leaves"),
-    # book, status, pretrain
+    # compute, book, status, pretrain
+    (["compute", "nope"], "unknown chapter 'nope'"),
+    (["compute", "rebound", "--workers", "0"], "--workers 0; must be a positive integer"),
     (["book", "--scale", "huge"], "invalid choice: 'huge'"),
     (["status", "nope"], "unknown chapter 'nope'"),
     (["pretrain", "--size", "xxl"], "unknown size of family 'tiny' 'xxl'"),

@@ -23,9 +23,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.chapter is None:
         raise UserError(f"a chapter is needed; accepted: {', '.join(book.chapters())}")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers {args.workers}; must be a positive integer (1: no worker processes)")
-    workers = parallel.workers() if args.workers is None else args.workers
+    workers = _workers(args)
     source = book.chapter_path(args.chapter)
     defaults = book.parameters(source)
     values = book.parse_values(source, args.parameter)  # each value as `elasticity.parameters` declares it
@@ -82,7 +80,36 @@ def _book(args: argparse.Namespace) -> int:
         print(report.stdout or report.stderr, end="", file=sys.stderr, flush=True)
         units = progress.read_entries(listed) if listed.is_file() else []
     with progress.watch("book", units):
+        # Every chapter's units first, so that no page of the build waits on training; then the pages, which read them.
+        computed = book.compute_all()
+        if computed != 0:
+            print(f"elasticity: computing the chapters' units failed (exit {computed}); nothing was built. The units "
+                  "it finished are cached: a rerun resumes after them.", file=sys.stderr)
+            return computed
         return book.build(Path(args.path_output) if args.path_output else None)
+
+
+def _workers(args: argparse.Namespace) -> int:
+    """The --workers given (refused in one line unless positive), else ELASTICITY_WORKERS or 1."""
+    from elasticity import parallel
+
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers {args.workers}; must be a positive integer (1: no worker processes)")
+    return parallel.workers() if args.workers is None else args.workers
+
+
+def _compute(args: argparse.Namespace) -> int:
+    from elasticity import book, parallel
+
+    chapters = args.chapter or list(book.chapters())
+    for chapter in chapters:
+        book.chapter_path(chapter)  # an unknown chapter is refused before any work
+    workers = _workers(args)
+    parallel.check_fits(workers, "tiny", "cpu")  # a chapter's defaults: the tiny family on a CPU
+    computed = {chapter: book.compute_units(chapter, workers, watch=args.progress) for chapter in chapters}
+    print(f"computed {sum(computed.values())} training units "
+          f"({', '.join(f'{c}: {n}' for c, n in computed.items() if n) or 'all were cached'})")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -234,6 +261,14 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--scale", choices=["default", "smoke"], help="the scale every chapter runs at")
     book.add_argument("--path-output", help="where _build/ goes (default: the repository root)")
     book.set_defaults(handler=_book)
+
+    comp_units = verbs.add_parser("compute", help="compute the training units the chapters read with their defaults "
+                                  "(what `elasticity book` does before its pages run): each one cached as it finishes")
+    comp_units.add_argument("chapter", nargs="*", help="chapters' file stems (default: every chapter of the book)")
+    comp_units.add_argument("--workers", type=int, help="worker processes (ELASTICITY_WORKERS; default 1)")
+    comp_units.add_argument("--no-progress", dest="progress", action="store_false",
+                            help="no line per unit (`elasticity book` prints its own)")
+    comp_units.set_defaults(handler=_compute)
 
     stat = verbs.add_parser("status", help="each chapter's training units: present, stale (and why) or missing, "
                             "and the time to recompute them")

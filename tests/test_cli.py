@@ -280,20 +280,33 @@ def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, m
     monkeypatch.setenv("ELASTICITY_SCALE", "smoke")  # restored after the test: `--scale` sets it for the build
     units = progress.entries(status.units())
 
-    def build(output):  # the build caches one unit, as a chapter's kernel would
+    def compute_all():  # the units are computed first, here one of them
         units[-1].path.mkdir(parents=True)
         (units[-1].path / "result.json").write_text("{}")
-        built.append(output)
+        built.append("units")
         return 0
 
-    monkeypatch.setattr(book, "build", build)
+    monkeypatch.setattr(book, "compute_all", compute_all)
+    monkeypatch.setattr(book, "build", lambda output: built.append(output) or 0)
     code, _, err = run_cli(capsys, "book", "--scale", "smoke")
-    assert code == 0 and built == [None]
+    assert code == 0 and built == ["units", None]
     assert err.startswith(f"training units at scale smoke in {tmp_path}:\n")
     assert "\nrebound: 20 training units: 0 present, 0 stale, 20 missing;" in err
     # then a line for each unit the build caches
     assert f"\nbook: {len(units)} units, 0 cached, {len(units)} to compute\n" in err
     assert f"\nbook: 1/{len(units)} units, {units[-1].label}; 0:00 so far, about " in err
+
+
+def test_book_builds_nothing_when_computing_the_units_fails(capsys, monkeypatch, tmp_path):
+    from elasticity import book
+
+    monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
+    monkeypatch.setattr(book, "compute_all", lambda: 1)
+    monkeypatch.setattr(book, "build", lambda output: pytest.fail("built after the units failed"))
+    code, _, err = run_cli(capsys, "book", "--scale", "smoke")
+    assert code == 1
+    assert err.splitlines()[-1].startswith("elasticity: computing the chapters' units failed (exit 1); nothing was "
+                                           "built. The units it finished are cached: a rerun resumes after them.")
 
 
 def test_python_m_elasticity_is_the_command_and_says_its_version():
