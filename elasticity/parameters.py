@@ -9,6 +9,7 @@ Nothing here imports torch, so that a bad value is refused in well under two sec
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ from elasticity.config import UserError
 
 DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")  # the torch devices a command accepts
 DEVICES = "cpu, cuda, cuda:N, mps"
-TINY_SIZES = ("s", "m", "l")  # the tiny family's sizes at every scale, smallest first (`pretrain.PRESETS`)
+# Names whose registries import torch: the tiny family's sizes at every scale, smallest first (`pretrain.PRESETS`),
+# and the protocols of the Theorem 4.2 chapter (`measured_units.PROTOCOLS`); tests hold them equal.
+TINY_SIZES = ("s", "m", "l")
+PROTOCOLS = ("sequential", "joint")
 
 
 class Refused(Exception):
@@ -162,22 +166,9 @@ class Parameter:
         return self.kind.check(value, values)
 
 
-def _datasets(values: dict[str, Any]) -> Iterable[str]:
-    from elasticity import data
-
-    return data.DATASETS
-
-
-def _tasks(values: dict[str, Any]) -> Iterable[str]:
-    from elasticity import data
-
-    return data.TASKS
-
-
-def _normalizations(values: dict[str, Any]) -> Iterable[str]:
-    from elasticity import theory
-
-    return theory.NORMALIZATIONS
+def _keys_of(module: str, registry: str) -> Callable[[dict[str, Any]], Iterable[str]]:
+    """The names in `module.registry`, read when a value is checked (the module is imported then, not here)."""
+    return lambda values: tuple(getattr(importlib.import_module(module), registry))
 
 
 def _sizes(values: dict[str, Any]) -> Iterable[str]:
@@ -205,15 +196,15 @@ PARAMETERS: dict[str, Parameter] = {
     "sizes": Parameter(Many(Name(_sizes))),
     "device": Parameter(Device(), optional=False),
     "seeds": SEEDS,
-    "task": Parameter(Name(_tasks)),
-    "dataset": Parameter(Name(_datasets)),
-    "datasets": Parameter(Many(Name(_datasets))),
+    "task": Parameter(Name(_keys_of("elasticity.data", "TASKS"))),
+    "dataset": Parameter(Name(_keys_of("elasticity.data", "DATASETS"))),
+    "datasets": Parameter(Many(Name(_keys_of("elasticity.data", "DATASETS")))),
     "positive_sizes": EXAMPLE_SIZES,
     "negative_sizes": EXAMPLE_SIZES,
     "positive_epochs": POSITIVE,
     "control": Parameter(Flag()),
     # compression_protocol
-    "split": Parameter(Name(lambda values: ("train", "eval")), optional=False),
+    "split": Parameter(Name(_keys_of("elasticity.data", "SPLITS")), optional=False),
     "num_texts": COUNT,
     "binary_depths": Parameter(Many(Number(int), increasing=True)),
     "byte_depths": Parameter(Many(Number(int), increasing=True)),
@@ -230,7 +221,7 @@ PARAMETERS: dict[str, Parameter] = {
                                             why="pre-trained here, so that k = |D_p|/|D_a| is known"),
     "alignment_sizes": Parameter(Many(Number(int), increasing=True)),
     "l_values": Parameter(Many(Number(float, 0, above=True), increasing=True)),
-    "protocol": Parameter(Name(_constant(("sequential", "joint")))),
+    "protocol": Parameter(Name(_constant(PROTOCOLS))),
     # models
     "include_smollm2": Parameter(Flag()),
     # pretraining_volume
@@ -256,7 +247,7 @@ PARAMETERS: dict[str, Parameter] = {
     "pareto_shape": Parameter(Number(float, 0, above=True), optional=False),
     "pareto_scale": Parameter(Number(float, 0, above=True), optional=False),
     "depth": Parameter(Number(int), optional=False),
-    "normalization": Parameter(Name(_normalizations), optional=False),
+    "normalization": Parameter(Name(_keys_of("elasticity.theory", "NORMALIZATIONS")), optional=False),
     "num_trees": COUNT,
     "seed": Parameter(Number(int, 0), optional=False),
     "num_responses": Parameter(Number(int), optional=False),

@@ -33,6 +33,12 @@ def test_family_sizes_are_the_sizes_of_the_model_code(monkeypatch, scale):
         assert parameters.family_sizes(name) == models.sizes(name), name
 
 
+def test_the_names_kept_here_are_those_of_the_model_code():
+    from elasticity.experiments import measured_units
+
+    assert parameters.PROTOCOLS == measured_units.PROTOCOLS
+
+
 def test_check_converts_as_declared():
     defaults = {"family": "tiny", "size": None, "seeds": None, "learning_rate": None, "pairs": None}
     got = parameters.check("resistance", {"seeds": [0, 2], "learning_rate": 1, "pairs": [[1, 3], [2, 3]]}, defaults)
