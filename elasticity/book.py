@@ -219,11 +219,20 @@ def compute_units(chapter: str, workers: int = 1, *, watch: bool = True) -> int:
     return len(units)
 
 
-def compute_all() -> int:
+def compute_all(log: Path) -> int:
     """`elasticity compute` for every chapter, in a child process that ends with this one (which stays without
-    torch while the build runs under it), the progress bars of its training loops off; its exit code."""
-    return subprocess.call([sys.executable, "-m", "elasticity.cli", "compute", "--no-progress"],
-                           env={**os.environ, "TQDM_DISABLE": "1"}, preexec_fn=lifeline.child_preexec(os.getpid()))
+    torch while the build runs under it); its output, the progress bars of its training loops included, goes to
+    `log`. Returns its exit code."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as sink:
+        return subprocess.call([sys.executable, "-m", "elasticity.cli", "compute", "--no-progress"], stdout=sink,
+                               stderr=subprocess.STDOUT, preexec_fn=lifeline.child_preexec(os.getpid()))
+
+
+def log_tail(log: Path, lines: int = 25) -> str:
+    """The last `lines` lines of a log, each progress bar's refreshes (carriage returns) down to its last one."""
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:])
 
 
 def check_config(path: Path, values: dict[str, Any]) -> None:

@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from elasticity import book, parallel
+    from elasticity import book, parallel, paths
 
     parallel.check_fits(parallel.workers(), "tiny", "cpu")  # the book's chapters run the tiny family on a CPU
     if args.scale:
@@ -81,10 +81,12 @@ def _book(args: argparse.Namespace) -> int:
         units = progress.read_entries(listed) if listed.is_file() else []
     with progress.watch("book", units):
         # Every chapter's units first, so that no page of the build waits on training; then the pages, which read them.
-        computed = book.compute_all()
+        log = paths.cache_dir() / "compute.log"
+        computed = book.compute_all(log)
         if computed != 0:
-            print(f"elasticity: computing the chapters' units failed (exit {computed}); nothing was built. The units "
-                  "it finished are cached: a rerun resumes after them.", file=sys.stderr)
+            print(f"{book.log_tail(log)}\nelasticity: computing the chapters' units failed (exit {computed}; its log: "
+                  f"{log}); nothing was built. The units it finished are cached: a rerun resumes after them.",
+                  file=sys.stderr)
             return computed
         return book.build(Path(args.path_output) if args.path_output else None)
 

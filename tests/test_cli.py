@@ -280,7 +280,7 @@ def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, m
     monkeypatch.setenv("ELASTICITY_SCALE", "smoke")  # restored after the test: `--scale` sets it for the build
     units = progress.entries(status.units())
 
-    def compute_all():  # the units are computed first, here one of them
+    def compute_all(log):  # the units are computed first, here one of them
         units[-1].path.mkdir(parents=True)
         (units[-1].path / "result.json").write_text("{}")
         built.append("units")
@@ -300,13 +300,19 @@ def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, m
 def test_book_builds_nothing_when_computing_the_units_fails(capsys, monkeypatch, tmp_path):
     from elasticity import book
 
+    def compute_all(log):  # fails after a progress bar and a traceback
+        log.write_text("fine-tune:  10%|#  | 1/10\rfine-tune:  20%|## | 2/10\nTraceback (most recent call last):\n"
+                       "RuntimeError: a bug\n")
+        return 1
+
     monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
-    monkeypatch.setattr(book, "compute_all", lambda: 1)
+    monkeypatch.setattr(book, "compute_all", compute_all)
     monkeypatch.setattr(book, "build", lambda output: pytest.fail("built after the units failed"))
     code, _, err = run_cli(capsys, "book", "--scale", "smoke")
     assert code == 1
-    assert err.splitlines()[-1].startswith("elasticity: computing the chapters' units failed (exit 1); nothing was "
-                                           "built. The units it finished are cached: a rerun resumes after them.")
+    assert err.endswith("fine-tune:  20%|## | 2/10\nTraceback (most recent call last):\nRuntimeError: a bug\n"
+                        f"elasticity: computing the chapters' units failed (exit 1; its log: {tmp_path}/compute.log); "
+                        "nothing was built. The units it finished are cached: a rerun resumes after them.\n")
 
 
 def test_python_m_elasticity_is_the_command_and_says_its_version():
