@@ -4,14 +4,16 @@ Prints one JSON line and writes it to benchmarks/latest/book.json. Targets (issu
 1200), warm <= 30 s, peak RSS <= 4 GB, where peak RSS is the largest sum, over the build's whole process tree
 (jupyter-book and its kernels), sampled every 0.2 s. The clean build starts from an empty results cache
 (`ELASTICITY_CACHE`: pre-training, the SmolLM2 conversion and every experiment run) and an empty output
-directory; the JSON line also gives each page's execution time in the clean build, read from Jupyter's
-execution cache, and the build's log is kept beside the output.
+directory; the JSON line also gives the time the clean build spent computing the chapters' training units
+before any page ran (`units_s`, from its progress lines) and each page's execution time after that, read from
+Jupyter's execution cache, and the build's log is kept beside the output.
 
 Usage: python benchmarks/book.py [--keep DIR] [--no-write | --output PATH]
 """
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -38,6 +40,17 @@ def page_seconds(output: Path) -> dict[str, float]:
                 for r in cache.list_cache_records()}
     except Exception as error:  # noqa: BLE001 - a missing cache must not lose the measured wall time
         return {"unreadable": str(error)}
+
+
+def units_seconds(log: Path) -> float | None:
+    """Seconds `elasticity book` spent computing the chapters' units before the pages ran: the time so far of
+    the last of its progress lines (`book: n/N units, ...; H:MM:SS so far, ...`); None if it computed none."""
+    text = log.read_text(errors="replace")
+    found = re.findall(r"book: \d+/\d+ units, [^\r\n]*?; (?:(\d+):)?(\d+):(\d+) so far", text)
+    if not found:
+        return None
+    hours, minutes, seconds = found[-1]
+    return 3600 * int(hours or 0) + 60 * int(minutes) + int(seconds)
 
 
 def measured_build(output: Path, env: dict, log: Path) -> dict:
@@ -77,6 +90,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, ELASTICITY_CACHE=str(work / "cache"), ELASTICITY_SCALE="default")
     clean = measured_build(work, env, work / "clean.log")
+    clean["units_s"] = units_seconds(work / "clean.log")  # the training, before any page ran
     clean["pages_s"] = page_seconds(work)
     warm = measured_build(work, env, work / "warm.log")
     peak = max(clean["peak_rss_gb"], warm["peak_rss_gb"])

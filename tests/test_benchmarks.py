@@ -362,3 +362,13 @@ def test_book_real_reads_every_archive_of_the_repository(monkeypatch):
         assert r["units"] == len(provenance["units"]) > 0 and r["compute_s"] == provenance["wall_time_s"]
         assert r["span_s"] >= r["compute_s"] - 1  # the union of the units' intervals lies within their span
         assert r["command"].startswith(f"elasticity run {r['chapter']} ") and isinstance(r["stale"], bool)
+
+
+def test_book_units_seconds_reads_the_last_progress_line(tmp_path):
+    book_bench = load_benchmark("book")
+    log = tmp_path / "clean.log"
+    log.write_text("book: 3 units, 0 cached, 3 to compute\nbar 10%\rbook: 1/3 units, a x=1; 0:07 so far, about 0:14 "
+                   "left\nbook: 3/3 units, c; 1:02:03 so far, about 0:00 left\nRunning Sphinx\n")
+    assert book_bench.units_seconds(log) == 3723
+    log.write_text("book: 3 units, 3 cached, 0 to compute\n")
+    assert book_bench.units_seconds(log) is None
