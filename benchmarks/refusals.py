@@ -57,6 +57,11 @@ CASES = [
     (["compute", "rebound", "--workers", "0"], "--workers 0; must be a positive integer"),
     (["book", "--scale", "huge"], "invalid choice: 'huge'"),
     (["status", "nope"], "unknown chapter 'nope'"),
+    (["status", "--entries", "/proc/entries.json"], "output '/proc/entries.json': cannot write in '/proc'"),
+    (["status", "--entries", "{folder}"], "output '{folder}' is a directory"),
+    (["book", "--path-output", "/proc/book"], "output folder '/proc/book': cannot write in '/proc'"),
+    (["book", "--path-output", "{text}"], "output folder '{text}' is a file"),
+    (["run", "rebound", "--out", "{text}"], "output folder '{text}' is a file"),
     (["pretrain", "--size", "xxl"], "unknown size of family 'tiny' 'xxl'"),
     (["pretrain", "--family", "x"], "unrecognized arguments: --family x"),
     # finetune
@@ -126,7 +131,7 @@ def refuse(argv: list[str], places: dict[str, str], cwd: Path) -> Refusal:
     code = ("import sys; from elasticity import cli; code = cli.main(sys.argv[1:]); "
             "print('torch' in sys.modules); sys.exit(code)")
     filled = [a.format(**places) for a in argv]
-    if argv[:1] == ["run"]:  # its notebook would go to {tmp}/out: a refusal must not create it
+    if argv[:1] == ["run"] and "--out" not in argv:  # its notebook would go to {tmp}/out: a refusal must not create it
         filled += ["--out", str(Path(places["tmp"]) / "out")]
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, *filled], capture_output=True, text=True, cwd=cwd)

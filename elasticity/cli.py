@@ -13,7 +13,7 @@ from elasticity.config import UserError
 
 def _run(args: argparse.Namespace) -> int:
     """Execute one chapter with papermill into runs/<family>/<chapter>.ipynb."""
-    from elasticity import book, parallel, paths
+    from elasticity import book, files, parallel, paths
 
     if args.help:
         print(args.usage())
@@ -30,9 +30,9 @@ def _run(args: argparse.Namespace) -> int:
     family = str(values.get("family", defaults.get("family") or "default"))
     parallel.check_fits(workers, values.get("family", defaults.get("family")) or "tiny",
                         str(values.get("device", defaults.get("device")) or "cpu"))
-    book.check_config(source, values)  # bad values refused here, in one line, before a kernel starts
+    out_dir = files.check_output_folder(Path(args.out) if args.out else paths.runs_dir() / family)
+    book.check_config(source, values)  # values that clash, refused in one line by the experiment's config
     archivable = book.archivable_configs(source, values) if args.archive else []
-    out_dir = Path(args.out) if args.out else paths.runs_dir() / family
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{args.chapter}.ipynb"
 
@@ -61,9 +61,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from elasticity import book, parallel, paths
+    from elasticity import book, files, parallel, paths
 
     parallel.check_fits(parallel.workers(), "tiny", "cpu")  # the book's chapters run the tiny family on a CPU
+    if args.path_output:
+        files.check_output_folder(args.path_output)
     if args.scale:
         os.environ["ELASTICITY_SCALE"] = args.scale
     # The status in a child process: this one stays small (no torch) while the build runs under it, and watches
@@ -109,8 +111,9 @@ def _compute(args: argparse.Namespace) -> int:
     workers = _workers(args)
     parallel.check_fits(workers, "tiny", "cpu")  # a chapter's defaults: the tiny family on a CPU
     computed = {chapter: book.compute_units(chapter, workers, watch=args.progress) for chapter in chapters}
-    print(f"computed {sum(computed.values())} training units "
-          f"({', '.join(f'{c}: {n}' for c, n in computed.items() if n) or 'all were cached'})")
+    print(f"computed {sum(computed.values())} training units"
+          + (f" ({', '.join(f'{c}: {n}' for c, n in computed.items() if n)})" if any(computed.values()) else
+             f"; those {'these chapters' if len(chapters) > 1 else 'the chapter'} read were all cached already"))
     return 0
 
 
@@ -119,6 +122,10 @@ def _status(args: argparse.Namespace) -> int:
 
     if args.chapter is not None:
         book.chapter_path(args.chapter)  # an unknown chapter is refused before the experiments are imported
+    if args.entries is not None:
+        from elasticity import files
+
+        files.check_output_file(args.entries)
     from elasticity import status
 
     print(status.report(args.chapter))

@@ -29,10 +29,17 @@ def check_input_output(src: str | Path, dst: str | Path) -> tuple[Path, Path]:
         raise UserError(f"input file {str(src)!r} cannot be read ({error.strerror})") from None
     if dst.exists() and dst.resolve() == src.resolve():
         raise UserError(f"output {str(dst)!r} is the input file; choose another name")
+    return src, check_output_file(dst)
+
+
+def check_output_file(dst: str | Path) -> Path:
+    """`dst` as a path, once it is a new or replaceable file (not a folder) in a folder this process can write
+    in; else a `UserError`."""
+    dst = Path(dst)
     if dst.is_dir():
         raise UserError(f"output {str(dst)!r} is a directory; give a file name")
     _writable(dst.parent, f"output '{dst}'")
-    return src, dst
+    return dst
 
 
 def check_output_folder(folder: str | Path) -> Path:

@@ -37,3 +37,11 @@ def test_an_output_folder_that_is_a_file_or_unwritable_is_refused(tmp_path):
         files.check_output_folder(tmp_path / "in.txt")
     with pytest.raises(UserError, match="output folder '/proc/x': cannot write in '/proc'"):
         files.check_output_folder("/proc/x")
+
+
+def test_an_output_file_must_not_be_a_folder_and_its_folder_writable(tmp_path):
+    assert files.check_output_file(tmp_path / "new.json") == tmp_path / "new.json"
+    with pytest.raises(UserError, match="is a directory; give a file name"):
+        files.check_output_file(tmp_path)
+    with pytest.raises(UserError, match="its folder '.*no' does not exist"):
+        files.check_output_file(tmp_path / "no" / "x.json")
