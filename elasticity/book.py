@@ -1,7 +1,6 @@
 """Building the book: chapters, their parameters cells, and an execution cache that sees package changes."""
 
 import ast
-import contextlib
 import functools
 import hashlib
 import os
@@ -184,55 +183,6 @@ def chapter_units(path: Path, values: dict[str, Any]) -> list:
     return [unit for module, cfg in chapter_configs(path, values)
             if hasattr(module, "cached_units") and getattr(module, "wanted", lambda _: True)(cfg)
             for unit in module.cached_units(cfg)]
-
-
-def _compute(unit) -> None:
-    """Compute one training unit into the cache: a result (`results.load_or_run`), or an artifact, whose builder
-    takes the directory it fills as well as the config (`results.artifact_dir`)."""
-    import inspect
-
-    from elasticity import results
-
-    if len(inspect.signature(unit.compute).parameters) == 2:
-        results.artifact_dir(*unit)
-    else:
-        results.load_or_run(*unit)
-
-
-def compute_units(chapter: str, workers: int = 1, *, watch: bool = True) -> int:
-    """Compute the training units `chapter` reads with its default parameters at the current scale
-    (`chapter_units`) that are not cached, one by one (in `workers` processes), each cached as it finishes, with a
-    progress line per unit where `watch`. The chapter's pages then only read them: no cell of a build waits on
-    training, and an interrupted run resumes at the first unit it had not finished.
-
-    Returns:
-        How many units were computed.
-    """
-    from elasticity import parallel, progress, results
-
-    units = [u for u in dict.fromkeys(chapter_units(chapter_path(chapter), {})) if not results.is_cached(*u)]
-    if not units:
-        return 0
-    with progress.watch(chapter, progress.entries(units)) if watch else contextlib.nullcontext():
-        for _ in parallel.map_unordered(_compute, units, workers, f"{chapter} units"):
-            pass
-    return len(units)
-
-
-def compute_all(log: Path) -> int:
-    """`elasticity compute` for every chapter, in a child process that ends with this one (which stays without
-    torch while the build runs under it); its output, the progress bars of its training loops included, goes to
-    `log`. Returns its exit code."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as sink:
-        return subprocess.call([sys.executable, "-m", "elasticity.cli", "compute", "--no-progress"], stdout=sink,
-                               stderr=subprocess.STDOUT, preexec_fn=lifeline.child_preexec(os.getpid()))
-
-
-def log_tail(log: Path, lines: int = 25) -> str:
-    """The last `lines` lines of a log, each progress bar's refreshes (carriage returns) down to its last one."""
-    text = log.read_text(errors="replace") if log.is_file() else ""
-    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:])
 
 
 def check_config(path: Path, values: dict[str, Any]) -> None:

@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from elasticity import book, files, parallel, paths
+    from elasticity import book, compute, files, parallel, paths
 
     parallel.check_fits(parallel.workers(), "tiny", "cpu")  # the book's chapters run the tiny family on a CPU
     if args.path_output:
@@ -84,10 +84,10 @@ def _book(args: argparse.Namespace) -> int:
     with progress.watch("book", units):
         # Every chapter's units first, so that no page of the build waits on training; then the pages, which read them.
         log = paths.cache_dir() / "compute.log"
-        computed = book.compute_all(log)
+        computed = compute.compute_all(log)
         if computed != 0:
-            print(f"{book.log_tail(log)}\nelasticity: computing the chapters' units failed (exit {computed}; its log: "
-                  f"{log}); nothing was built. The units it finished are cached: a rerun resumes after them.",
+            print(f"{compute.log_tail(log)}\nelasticity: computing the chapters' units failed (exit {computed}; its "
+                  f"log: {log}); nothing was built. The units it finished are cached: a rerun resumes after them.",
                   file=sys.stderr)
             return computed
         return book.build(Path(args.path_output) if args.path_output else None)
@@ -110,7 +110,9 @@ def _compute(args: argparse.Namespace) -> int:
         book.chapter_path(chapter)  # an unknown chapter is refused before any work
     workers = _workers(args)
     parallel.check_fits(workers, "tiny", "cpu")  # a chapter's defaults: the tiny family on a CPU
-    computed = {chapter: book.compute_units(chapter, workers, watch=args.progress) for chapter in chapters}
+    from elasticity import compute
+
+    computed = {chapter: compute.compute_units(chapter, workers, watch=args.progress) for chapter in chapters}
     print(f"computed {sum(computed.values())} training units"
           + (f" ({', '.join(f'{c}: {n}' for c, n in computed.items() if n)})" if any(computed.values()) else
              f"; those {'these chapters' if len(chapters) > 1 else 'the chapter'} read were all cached already"))

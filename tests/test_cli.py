@@ -273,7 +273,7 @@ def test_finetune_with_lora_gives_identical_numbers_in_fresh_processes(tmp_path)
 
 
 def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, monkeypatch, tmp_path):
-    from elasticity import book, progress, status
+    from elasticity import book, compute, progress, status
 
     built = []
     monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
@@ -286,7 +286,7 @@ def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, m
         built.append("units")
         return 0
 
-    monkeypatch.setattr(book, "compute_all", compute_all)
+    monkeypatch.setattr(compute, "compute_all", compute_all)
     monkeypatch.setattr(book, "build", lambda output: built.append(output) or 0)
     code, _, err = run_cli(capsys, "book", "--scale", "smoke")
     assert code == 0 and built == ["units", None]
@@ -298,7 +298,7 @@ def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, m
 
 
 def test_book_builds_nothing_when_computing_the_units_fails(capsys, monkeypatch, tmp_path):
-    from elasticity import book
+    from elasticity import book, compute
 
     def compute_all(log):  # fails after a progress bar and a traceback
         log.write_text("fine-tune:  10%|#  | 1/10\rfine-tune:  20%|## | 2/10\nTraceback (most recent call last):\n"
@@ -306,7 +306,8 @@ def test_book_builds_nothing_when_computing_the_units_fails(capsys, monkeypatch,
         return 1
 
     monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
-    monkeypatch.setattr(book, "compute_all", compute_all)
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")  # restored after the test: `--scale` sets it for the build
+    monkeypatch.setattr(compute, "compute_all", compute_all)
     monkeypatch.setattr(book, "build", lambda output: pytest.fail("built after the units failed"))
     code, _, err = run_cli(capsys, "book", "--scale", "smoke")
     assert code == 1
