@@ -268,7 +268,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide papermill's progress bar")
     run.set_defaults(handler=_run, usage=run.format_help)
 
-    book = verbs.add_parser("book", help="build the whole book strictly (-W --keep-going)")
+    book = verbs.add_parser("book", help="compute every chapter's training units, then build the whole book strictly "
+                            "(-W --keep-going); its pages only read them")
     book.add_argument("--scale", choices=["default", "smoke"], help="the scale every chapter runs at")
     book.add_argument("--path-output", help="where _build/ goes (default: the repository root)")
     book.set_defaults(handler=_book)
