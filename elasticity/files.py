@@ -43,10 +43,13 @@ def check_output_file(dst: str | Path) -> Path:
 
 
 def check_output_folder(folder: str | Path) -> Path:
-    """`folder` as a path, once it is a folder or can be made in one this process can write in; else a
-    `UserError`."""
+    """`folder` as a path, once it is a folder, or can be made (with its missing parents) inside one this process
+    can write in; else a `UserError`."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"output folder '{folder}' is a file")
-    _writable(folder if folder.is_dir() else folder.parent, f"output folder '{folder}'")
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"output folder '{folder}': '{existing}' is a file")
+    _writable(existing, f"output folder '{folder}'")
     return folder

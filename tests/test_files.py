@@ -11,6 +11,7 @@ def test_a_good_input_and_output_pass(tmp_path):
     assert files.check_input_output(str(tmp_path / "in.txt"), tmp_path / "out") == (
         tmp_path / "in.txt", tmp_path / "out")
     assert files.check_output_folder(tmp_path / "new") == tmp_path / "new"
+    assert files.check_output_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"  # made later
     assert not (tmp_path / "new").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 
@@ -37,6 +38,8 @@ def test_an_output_folder_that_is_a_file_or_unwritable_is_refused(tmp_path):
         files.check_output_folder(tmp_path / "in.txt")
     with pytest.raises(UserError, match="output folder '/proc/x': cannot write in '/proc'"):
         files.check_output_folder("/proc/x")
+    with pytest.raises(UserError, match="output folder '.*in.txt/sub': '.*in.txt' is a file"):
+        files.check_output_folder(tmp_path / "in.txt" / "sub")
 
 
 def test_an_output_file_must_not_be_a_folder_and_its_folder_writable(tmp_path):
