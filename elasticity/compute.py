@@ -1,6 +1,6 @@
 """Computing the chapters' training units ahead of their pages: what `elasticity compute` and `elasticity book` run.
 
-A chapter's page reads its units from the results cache (`book.chapter_units`); computed here first, one by one,
+A chapter's page reads its units from the results cache (`status.chapter_units`); computed here first, one by one,
 each cached as it finishes, they leave the pages nothing to train, so no cell of a build waits on training and
 an interrupted build resumes at the first unit it had not finished.
 """
@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from elasticity import book, lifeline
+from elasticity import lifeline
 
 
 def _compute(unit) -> None:
@@ -28,16 +28,16 @@ def _compute(unit) -> None:
 
 def compute_units(chapter: str, workers: int = 1, *, watch: bool = True) -> int:
     """Compute the training units `chapter` reads with its default parameters at the current scale
-    (`chapter_units`) that are not cached, one by one (in `workers` processes), each cached as it finishes, with a
-    progress line per unit where `watch`. The chapter's pages then only read them: no cell of a build waits on
-    training, and an interrupted run resumes at the first unit it had not finished.
+    (`status.chapter_units`) that are not cached, one by one (in `workers` processes), each cached as it
+    finishes, with a progress line per unit where `watch`. The chapter's pages then only read them: no cell of a
+    build waits on training, and an interrupted run resumes at the first unit it had not finished.
 
     Returns:
         How many units were computed.
     """
-    from elasticity import parallel, progress, results
+    from elasticity import parallel, progress, results, status
 
-    units = [u for u in dict.fromkeys(book.chapter_units(book.chapter_path(chapter), {})) if not results.is_cached(*u)]
+    units = [u for u in dict.fromkeys(status.chapter_units(chapter)) if not results.is_cached(*u)]
     if not units:
         return 0
     with progress.watch(chapter, progress.entries(units)) if watch else contextlib.nullcontext():
