@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from elasticity import numerics, paths
+from elasticity import checksums, numerics, paths
 
 
 class Unit(NamedTuple):
@@ -176,23 +176,28 @@ def provenance(config: Any, wall_time_s: float, key: str, compute: Callable | No
 
 
 def _atomic_dir(target: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a fresh temporary directory beside `target`, then rename it into place."""
+    """Fill a fresh temporary directory beside `target`, seal it (`checksums.seal`), then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         fill(tmp)
+        checksums.seal(tmp)
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished the same entry first: keep theirs
             if not target.exists():
                 raise
+            if not checksums.usable(target):  # unless what is there is unfinished or damaged
+                checksums.set_aside(target, "unfinished: no checksums")
+                os.rename(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def is_complete(entry: Path) -> bool:
-    """Whether a cache entry is finished: a result (`load_or_run`) or an artifact (`build_once`)."""
-    return (entry / "result.json").is_file() or (entry / "DONE").is_file()
+    """Whether a cache entry was finished, a result (`load_or_run`) or an artifact (`build_once`): its checksums
+    are there (nothing is read; `load` checks them)."""
+    return checksums.is_sealed(entry)
 
 
 def is_cached(name: str, config: Any, compute: Callable, *, cache: Path | None = None) -> bool:
@@ -201,15 +206,16 @@ def is_cached(name: str, config: Any, compute: Callable, *, cache: Path | None =
 
 
 def load(name: str, config: Any, compute: Callable, *, cache: Path | None = None) -> Any | None:
-    """The cached result of `compute(config)`, or None if it has not been computed with this code."""
-    path = entry_dir(name, config, compute, cache) / "result.json"
-    return _decode(json.loads(path.read_text())) if path.is_file() else None
+    """The cached result of `compute(config)`, or None if it has not been computed with this code. A damaged
+    entry (a file that no longer matches its checksum) is named in one line, set aside, and counts as none."""
+    entry = entry_dir(name, config, compute, cache)
+    return _decode(json.loads((entry / "result.json").read_text())) if checksums.usable(entry) else None
 
 
 def load_provenance(name: str, config: Any, compute: Callable, *, cache: Path | None = None) -> dict | None:
-    """The provenance record of a cached result, or None."""
-    path = entry_dir(name, config, compute, cache) / "provenance.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The provenance record of a cached result, or None (as `load`)."""
+    entry = entry_dir(name, config, compute, cache)
+    return json.loads((entry / "provenance.json").read_text()) if checksums.usable(entry) else None
 
 
 def load_or_run(name: str, config: Any, compute: Callable[[Any], Any], *, cache: Path | None = None) -> Any:
@@ -248,18 +254,19 @@ def build_once(target: Path, build: Callable[[Path], None], config: Any = None,
                compute: Callable | None = None) -> Path:
     """The directory `target`, built once, atomically, by one process at a time.
 
-    `build(directory)` fills a fresh temporary directory beside `target`, which is renamed into place with a
-    `DONE` marker (and, given the `config` it was built from, a `provenance.json`, with the digests of the code
-    of `compute` where given) only once `build` returns:
-    an interrupted build leaves nothing that looks finished. A second process asking for the same target
-    meanwhile waits on a file lock (a hidden `.<name>.lock` beside it) and then finds the result.
+    `build(directory)` fills a fresh temporary directory beside `target`, which is sealed with its checksums
+    (and, given the `config` it was built from, a `provenance.json`, with the digests of the code of `compute`
+    where given) and renamed into place only once `build` returns: an interrupted build leaves nothing that
+    looks finished. A second process asking for the same target meanwhile waits on a file lock (a hidden
+    `.<name>.lock` beside it) and then finds the result. A damaged target, or an unfinished one, is set aside
+    and built again.
     """
-    if (target / "DONE").is_file():
+    if checksums.usable(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "DONE").is_file():
+        if not checksums.usable(target):
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
             try:
                 numerics.check()
@@ -269,8 +276,9 @@ def build_once(target: Path, build: Callable[[Path], None], config: Any = None,
                     if config is not None:
                         record = provenance(config, time.perf_counter() - start, target.name, compute)
                         (tmp / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
-                (tmp / "DONE").touch()
-                shutil.rmtree(target, ignore_errors=True)  # a stale directory without the marker
+                checksums.seal(tmp)
+                if target.exists():
+                    checksums.set_aside(target, "unfinished: no checksums")
                 os.rename(tmp, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -273,7 +273,7 @@ def test_finetune_with_lora_gives_identical_numbers_in_fresh_processes(tmp_path)
 
 
 def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, monkeypatch, tmp_path):
-    from elasticity import book, compute, progress, status
+    from elasticity import book, checksums, compute, progress, status
 
     built = []
     monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
@@ -283,6 +283,7 @@ def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, m
     def compute_all(log):  # the units are computed first, here one of them
         units[-1].path.mkdir(parents=True)
         (units[-1].path / "result.json").write_text("{}")
+        checksums.seal(units[-1].path)
         built.append("units")
         return 0
 

@@ -129,7 +129,7 @@ def test_tiny_family_loads_each_budget(monkeypatch, tmp_path):
 def test_smollm2_converts_once_and_reloads(monkeypatch):
     model, tokenizer = models.load("smollm2-135m")
     directory = models.smollm2_dir()
-    assert (directory / "model.safetensors").is_file() and (directory / "DONE").is_file()
+    assert (directory / "model.safetensors").is_file() and (directory / "checksums.json").is_file()
     assert model.dtype == torch.float32 and model.config.num_hidden_layers == 30
     ids = tokenizer("The capital of France is", return_tensors="pt")
     with torch.no_grad():

@@ -107,7 +107,7 @@ def test_artifact_dir_builds_once_and_atomically(tmp_path):
     first = results.artifact_dir("toy-artifact", Toy(), build_files, cache=tmp_path)
     stamp = (first / "weights.json").stat().st_mtime_ns
     second = results.artifact_dir("toy-artifact", Toy(), build_files, cache=tmp_path)
-    assert first == second and (second / "DONE").is_file()
+    assert first == second and (second / "checksums.json").is_file()
     assert (second / "weights.json").stat().st_mtime_ns == stamp
 
     def interrupted(cfg, directory):
@@ -144,8 +144,49 @@ def test_build_once_builds_once_when_two_processes_ask_at_the_same_time(tmp_path
     printed = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert printed == [str(target)] * 2 and log.read_text() == "built\n"
-    assert (target / "weights.bin").read_bytes() == b"w" and (target / "DONE").is_file()
+    assert (target / "weights.bin").read_bytes() == b"w" and (target / "checksums.json").is_file()
     assert not (target / "provenance.json").exists()  # no config given, no provenance
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted"])
+def test_a_damaged_result_is_named_set_aside_and_computed_again(tmp_path, capsys, damage):
+    """A result.json cut to 200 bytes (a full disk, a killed copy) or with one byte changed is named in one
+    line, moved to .damaged/ with nothing lost, and computed again to the same result."""
+    first = results.load_or_run("toy", Toy(n=40), compute, cache=tmp_path)
+    entry = results.entry_dir("toy", Toy(n=40), compute, tmp_path)
+    written = (entry / "result.json").read_bytes()
+    broken = written[:200] if damage == "truncated" else written.replace(b"1.5", b"2.5", 1)
+    assert broken != written
+    (entry / "result.json").write_bytes(broken)
+    calls = len(CALLS)
+    again = results.load_or_run("toy", Toy(n=40), compute, cache=tmp_path)
+    assert len(CALLS) == calls + 1 and again["table"].equals(first["table"])
+    assert (entry / "result.json").read_bytes() == written
+    line = capsys.readouterr().err.strip()
+    reason = "result.json has 200 bytes" if damage == "truncated" else "result.json does not match its checksum"
+    assert "\n" not in line and str(entry) in line and reason in line
+    (aside,) = (entry.parent / ".damaged").iterdir()
+    assert (aside / "result.json").read_bytes() == broken and str(aside) in line
+    assert results.load("toy", Toy(n=40), compute, cache=tmp_path)["total"] == 40.0  # sound again, read quietly
+    assert capsys.readouterr().err == ""
+
+
+def test_a_damaged_artifact_is_built_again(tmp_path, capsys):
+    first = results.artifact_dir("toy-artifact", Toy(), build_files, cache=tmp_path)
+    (first / "weights.json").write_text("[0, 1, 9]")  # same size, other bytes
+    again = results.artifact_dir("toy-artifact", Toy(), build_files, cache=tmp_path)
+    assert again == first and (again / "weights.json").read_text() == "[0, 1, 2]"
+    assert "weights.json does not match its checksum" in capsys.readouterr().err
+
+
+def test_an_unfinished_entry_is_not_read_and_is_replaced(tmp_path):
+    """A result.json without checksums (an entry nobody finished sealing) is not a result."""
+    entry = results.entry_dir("toy", Toy(n=2), compute, tmp_path)
+    entry.mkdir(parents=True)
+    (entry / "result.json").write_text("{}")
+    assert not results.is_cached("toy", Toy(n=2), compute, cache=tmp_path)
+    assert results.load_or_run("toy", Toy(n=2), compute, cache=tmp_path)["total"] == 2.0
+    assert results.load("toy", Toy(n=2), compute, cache=tmp_path)["total"] == 2.0
 
 
 def tiny_values(cfg: Toy) -> dict:
