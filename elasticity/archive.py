@@ -12,16 +12,17 @@ import struct
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from elasticity import coding, compression, files
+if TYPE_CHECKING:
+    import torch
+
+from elasticity import coding, compression, files, numerics
 from elasticity.config import UserError
-from elasticity.modes import evaluating
+from elasticity.modes import evaluating, no_grad
 
 # ---------------------------------------------------------------------------------------------------------
 # File layout (format 2; all integers big-endian, packed with `struct`):
@@ -110,6 +111,8 @@ _MIN_SIZE = FRAMING_BYTES + _FIXED.size + sum(length.size for _, length in _STRI
 
 def model_sha256(model, tokenizer) -> str:
     """Hash of the model's parameters and buffers (names, dtypes, shapes, bytes) and of the tokenizer's vocab."""
+    import torch
+
     digest = hashlib.sha256()
     digest.update(type(model).__name__.encode())
     for name, tensor in sorted(model.state_dict().items()):
@@ -123,6 +126,8 @@ def model_sha256(model, tokenizer) -> str:
 
 def _load_model(family: str, size: str | None, checkpoint: str | None, device: str):
     """The model and tokenizer a header names (monkeypatched in tests until `elasticity.models` exists)."""
+    import torch
+
     from elasticity import models
 
     if checkpoint is None:
@@ -143,17 +148,9 @@ def _load_model(family: str, size: str | None, checkpoint: str | None, device: s
     return model, tokenizer
 
 
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _pmf(logits: torch.Tensor) -> np.ndarray:
+    import torch
+
     return torch.softmax(logits.double(), dim=-1).cpu().numpy()
 
 
@@ -165,8 +162,10 @@ class _Stepper:
         self.device = next(model.parameters()).device
         self.past = None
 
-    @torch.no_grad()  # also when used outside `evaluating` (benchmarks/coder.py times it alone)
+    @no_grad  # also when used outside `evaluating` (benchmarks/coder.py times it alone)
     def _feed(self, token: int) -> np.ndarray:
+        import torch
+
         out = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=self.past, use_cache=True)
         self.past = out.cache
         return _pmf(out.logits[0, -1])
@@ -264,7 +263,7 @@ def compress_bytes(
     except ValueError as error:
         raise UserError(f"cannot write the archive header: {error}") from None
     encoder, nll_bits = coding.Encoder(), 0.0
-    with _threads(threads), evaluating(model):
+    with numerics.torch_threads(threads), evaluating(model):
         stepper = _Stepper(model, tokenizer.bos_token_id, vocab)
         for win in compression.windows(ids, window):
             pmf = stepper.start_window()
@@ -310,6 +309,8 @@ def header_record(data: bytes, num_tokens: int, model, tokenizer, window: int, v
                   names: dict | None = None) -> dict:
     """The header's fields for `data` coded as `num_tokens` tokens by this model with this process's threads
     (what `encode_header` packs); `names`: family, size, checkpoint."""
+    import torch
+
     return {**(names or {}), "model_sha256": model_sha256(model, tokenizer), "num_tokens": num_tokens,
             "num_bytes": len(data), "window_tokens": window, "vocab_size": vocab, "bos_id": tokenizer.bos_token_id,
             "threads": torch.get_num_threads(), "crc32": zlib.crc32(data)}
@@ -439,7 +440,7 @@ def decompress_bytes(blob: bytes, model, tokenizer) -> tuple[bytes, dict]:
     decoder, ids, nll_bits = coding.Decoder(code), [], 0.0
     remaining, window = header["num_tokens"], header["window_tokens"]
     try:
-        with _threads(header["threads"]), evaluating(model):
+        with numerics.torch_threads(header["threads"]), evaluating(model):
             stepper = _Stepper(model, tokenizer.bos_token_id, vocab)
             while remaining:
                 n = min(window, remaining)

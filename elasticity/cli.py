@@ -155,14 +155,12 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from elasticity.config import choice
-    from elasticity.parameters import TINY_SIZES
-
-    sizes = args.size or list(TINY_SIZES)
-    for size in sizes:
-        choice("size of family 'tiny'", size, TINY_SIZES)
     from elasticity import pretrain
+    from elasticity.config import choice
 
+    sizes = args.size or list(pretrain.sizes())
+    for size in sizes:
+        choice("size of family 'tiny'", size, pretrain.sizes())
     for size in sizes:
         print(pretrain.pretrain(size))
     return 0
@@ -208,10 +206,10 @@ def _positive(kind: type):
 
 def _check_device(device: str) -> None:
     """Refuse, before any work, a device torch would reject."""
-    from elasticity import parameters
+    from elasticity import config
 
-    if not parameters.DEVICE.match(device):
-        raise UserError(f"--device {device!r}; accepted: {parameters.DEVICES}")
+    if not config.is_device(device):
+        raise UserError(f"--device {device!r}; accepted: {config.DEVICES}")
 
 
 def _compress(args: argparse.Namespace) -> int:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from elasticity.config import UserError, choice
-from elasticity.modes import evaluating
+from elasticity.modes import evaluating, no_grad
 
 # ---------------------------------------------------------------------------------------------------------
 # Bit accounting (read this before quoting any number produced here).
@@ -87,10 +90,12 @@ def vocab_size_of(model) -> int:
     return int(model.get_output_embeddings().weight.shape[0])
 
 
-@torch.no_grad()
+@no_grad
 def _window_bits(model, bos_id: int | None, segments: list[list[int]], extra_last: list[int | None],
                  batch_size: int) -> np.ndarray:
     """Code length (bits) of each window; `extra_last[k]` is a token coded after window k (EOS) or None."""
+    import torch
+
     device = _model_device(model)
     vocab_size = vocab_size_of(model)
     out = np.zeros(len(segments), dtype=np.float64)

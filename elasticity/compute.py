@@ -6,24 +6,12 @@ an interrupted build resumes at the first unit it had not finished.
 """
 
 import contextlib
-import inspect
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from elasticity import lifeline
-
-
-def _compute(unit) -> None:
-    """Compute one training unit into the cache: a result (`results.load_or_run`), or an artifact, whose builder
-    takes the directory it fills as well as the config (`results.artifact_dir`)."""
-    from elasticity import results
-
-    if len(inspect.signature(unit.compute).parameters) == 2:
-        results.artifact_dir(*unit)
-    else:
-        results.load_or_run(*unit)
 
 
 def compute_units(chapter: str, workers: int = 1, *, watch: bool = True) -> int:
@@ -37,11 +25,11 @@ def compute_units(chapter: str, workers: int = 1, *, watch: bool = True) -> int:
     """
     from elasticity import parallel, progress, results, status
 
-    units = [u for u in dict.fromkeys(status.chapter_units(chapter)) if not results.is_cached(*u)]
+    units = [u for u in dict.fromkeys(status.chapter_units(chapter)) if not u.is_cached()]
     if not units:
         return 0
     with progress.watch(chapter, progress.entries(units)) if watch else contextlib.nullcontext():
-        for _ in parallel.map_unordered(_compute, units, workers, f"{chapter} units"):
+        for _ in parallel.map_unordered(results.Unit.ensure, units, workers, f"{chapter} units"):
             pass
     return len(units)
 

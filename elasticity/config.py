@@ -2,11 +2,14 @@
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from typing import Any
 
 SCALES = ("default", "smoke")
+DEVICES = "cpu, cuda, cuda:N, mps"  # the torch devices a command or config accepts (`is_device`)
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
 class UserError(ValueError):
@@ -23,6 +26,11 @@ def choice(what: str, value: Any, accepted) -> Any:
     if value not in accepted:
         raise unknown(what, value, accepted)
     return value
+
+
+def is_device(value: Any) -> bool:
+    """Whether `value` names a torch device that commands and configs accept (`DEVICES`)."""
+    return isinstance(value, str) and _DEVICE.match(value) is not None
 
 
 def scale() -> str:

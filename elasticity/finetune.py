@@ -10,9 +10,12 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from elasticity import config
 from elasticity.config import UserError
@@ -85,15 +88,16 @@ def encode(tokenizer, examples: Sequence, max_length: int) -> list[tuple[list[in
     The prompt is tokenized as the model sees a prompt at generation time (`tokenizer(prompt)`, which adds
     the tokenizer's BOS if it has one); the response is tokenized on its own (no special tokens) and EOS is
     appended, so the model learns to stop. Labels are IGNORE on prompt tokens when the prompt is non-empty,
-    otherwise every token is trained on (plain text). Sequences longer than `max_length` are cut at the end.
+    otherwise every token is trained on (plain text). Sequences longer than `max_length` are cut at the end
+    (here, so the tokenizer's warning about texts longer than the model takes is silenced).
 
     Returns:
         [(input_ids, labels)] with equal lengths <= max_length.
     """
     out = []
     for example in examples:
-        prompt_ids = tokenizer(example.prompt)["input_ids"]
-        response_ids = tokenizer(example.response, add_special_tokens=False)["input_ids"]
+        prompt_ids = tokenizer(example.prompt, verbose=False)["input_ids"]
+        response_ids = tokenizer(example.response, add_special_tokens=False, verbose=False)["input_ids"]
         if tokenizer.eos_token_id is not None:
             response_ids = [*response_ids, tokenizer.eos_token_id]
         ids = (prompt_ids + response_ids)[:max_length]
@@ -104,6 +108,8 @@ def encode(tokenizer, examples: Sequence, max_length: int) -> list[tuple[list[in
 
 def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, device) -> dict[str, torch.Tensor]:
     """Right-pad a batch: input_ids, attention_mask and labels tensors of shape (batch, longest)."""
+    import torch
+
     longest = max(len(ids) for ids, _ in pairs)
     ids = torch.full((len(pairs), longest), pad_id, dtype=torch.long)
     labels = torch.full((len(pairs), longest), IGNORE, dtype=torch.long)
@@ -148,6 +154,8 @@ def collate_packed(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, de
     Returns:
         input_ids, position_ids and labels tensors of shape (rows, longest row).
     """
+    import torch
+
     rows = pack_rows([len(ids) for ids, _ in pairs], row_tokens)
     width = max(sum(len(pairs[i][0]) for i in row) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -170,6 +178,8 @@ def token_nll_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
 
     `batch` is padded (`collate`: attention_mask) or packed (`collate_packed`: position_ids).
     """
+    import torch
+
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
     logits = model(**inputs, use_cache=False).logits
     # Each position's target is the next label; the last position gets none. Shifting the labels rather than
@@ -186,6 +196,8 @@ def _device_of(model) -> torch.device:
 
 def mean_loss(model, tokenizer, examples: Sequence, *, max_length: int, batch_size: int = 16) -> float:
     """Mean next-token loss over the response tokens of `examples` (all tokens where the prompt is ""), nats."""
+    import torch
+
     pairs = encode(tokenizer, examples, max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     total, count = 0.0, 0
@@ -281,6 +293,7 @@ def load_checkpoint(path: Path | str, *, device: str = "cpu"):
     A LoRA checkpoint comes back as a peft model with trainable adapters on its (reloaded) base model.
     Weights load in float32 on a CPU and in their saved dtype on CUDA.
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
@@ -318,7 +331,8 @@ def _fingerprint(cfg: FinetuneConfig, pairs, world: int) -> str:
     return digest.hexdigest()[:16]
 
 
-def _trainable_state(model) -> dict[str, torch.Tensor]:
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """A copy of the weights being trained (all of them, or a LoRA model's adapters), by parameter name."""
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -359,6 +373,7 @@ def finetune(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, *, outpu
         LossNotFinite: the loss became NaN/inf; the weights before that step are saved to
             `output_dir/last-good` (when an output_dir is given) and kept in `model`.
     """
+    import torch
     import transformers
     from tqdm.auto import tqdm
 
@@ -415,7 +430,7 @@ def finetune(model, tokenizer, examples: Sequence, cfg: FinetuneConfig, *, outpu
             return
         state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = state_path.with_suffix(".tmp")
-        torch.save({"fingerprint": fingerprint, "trainable": _trainable_state(unwrapped), "step": step,
+        torch.save({"fingerprint": fingerprint, "trainable": trainable_state(unwrapped), "step": step,
                     "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "losses": losses}, tmp)
         tmp.replace(state_path)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from elasticity.config import UserError
 from elasticity.modes import evaluating
 
@@ -27,6 +25,7 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 32, 
     Returns:
         list[str] of len(prompts), continuations only.
     """
+    import torch
     from tqdm.auto import tqdm
 
     if temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1 or batch_size < 1:

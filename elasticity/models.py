@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from elasticity import config, data, paths, pretrain, results
 from elasticity.config import UserError
@@ -81,6 +83,8 @@ def _checkpoint(fam: Family, size: str | None, budget_tokens: int | None) -> Che
 def dtype_for(fam: Family, device: str) -> torch.dtype:
     """float32 for the tiny and SmolLM2 models and on CPUs (bf16 matmuls are ~100x slower on CPUs without
     AVX-512/AMX); bfloat16 for hub models on CUDA."""
+    import torch
+
     if fam.kind == "hub" and device.startswith("cuda"):
         return torch.bfloat16
     return torch.float32
@@ -88,6 +92,8 @@ def dtype_for(fam: Family, device: str) -> torch.dtype:
 
 def available_bytes(device: str) -> int:
     """Free memory of a device, bytes: `torch.cuda.mem_get_info` on CUDA, psutil's available RAM on a CPU."""
+    import torch
+
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserError(f"device {device!r} was asked for, but CUDA is not available here; use device='cpu'")
@@ -110,6 +116,7 @@ def check_fits(name: str, num_parameters: int, dtype: torch.dtype, device: str, 
 
 def _local_num_parameters(directory: Path) -> int:
     """Parameters of a `save_pretrained` model on disk, counted on the meta device (no weights read)."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     with torch.device("meta"):
@@ -141,6 +148,8 @@ def smollm2_dir() -> Path:
     The GGUF holds Q4_1 weights; transformers dequantises them to float32 on load. The conversion runs under
     a file lock and is renamed into place when complete, so concurrent first uses convert once.
     """
+    import torch
+
     gguf = smollm2_gguf()
 
     def convert(directory: Path) -> None:
@@ -198,6 +207,7 @@ def add_lora(model, fam: Family | None = None, *, r: int = 8, alpha: int | None 
         r: adapter rank. alpha: scaling numerator (default 2r); dropout is 0 so training is deterministic.
         seed: seeds the adapters' initial weights (drawn from torch's global generator, which is restored).
     """
+    import torch
     from peft import LoraConfig, get_peft_model
 
     targets = list(fam.lora_targets if fam is not None else LLAMA_LORA_TARGETS)

@@ -68,6 +68,13 @@ def unit_threads() -> Iterator[None]:
     if count is None:
         yield
         return
+    with torch_threads(count):
+        yield
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Compute the block with `count` torch intra-op threads (the count before is restored after)."""
     import torch
 
     before = torch.get_num_threads()

@@ -10,7 +10,6 @@ Nothing here imports torch, so that a bad value is refused in well under two sec
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,24 +17,17 @@ from typing import Any
 from elasticity import config, families
 from elasticity.config import UserError
 
-DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")  # the torch devices a command accepts
-DEVICES = "cpu, cuda, cuda:N, mps"
-# Names whose registries import torch: the tiny family's sizes at every scale, smallest first (`pretrain.PRESETS`),
-# and the protocols of the Theorem 4.2 chapter (`measured_units.PROTOCOLS`); tests hold them equal.
-TINY_SIZES = ("s", "m", "l")
-PROTOCOLS = ("sequential", "joint")
-
 
 class Refused(Exception):
     """A value a parameter does not accept (turned into a `UserError` naming the parameter by `check`)."""
 
 
 def family_sizes(name: str) -> tuple[str, ...]:
-    """The sizes of a family, smallest first, as `models.sizes` gives them, without loading the model code."""
-    family = families.family(name)
-    if family.kind == "tiny":
-        return TINY_SIZES
-    return tuple(family.checkpoints) or ("default",)
+    """The sizes of a family, smallest first (`models.sizes`; an unknown family is refused first)."""
+    families.family(name)
+    from elasticity import models
+
+    return models.sizes(name)
 
 
 def check_family_size(family: str, size: str | None) -> None:
@@ -100,10 +92,10 @@ class Device:
     """A torch device."""
 
     def describe(self, values: dict[str, Any]) -> str:
-        return f"a device: {DEVICES}"
+        return f"a device: {config.DEVICES}"
 
     def check(self, value: Any, values: dict[str, Any]) -> Any:
-        if not isinstance(value, str) or not DEVICE.match(value):
+        if not config.is_device(value):
             raise Refused
         return value
 
@@ -221,7 +213,7 @@ PARAMETERS: dict[str, Parameter] = {
                                             why="pre-trained here, so that k = |D_p|/|D_a| is known"),
     "alignment_sizes": Parameter(Many(Number(int), increasing=True)),
     "l_values": Parameter(Many(Number(float, 0, above=True), increasing=True)),
-    "protocol": Parameter(Name(_constant(PROTOCOLS))),
+    "protocol": Parameter(Name(_keys_of("elasticity.experiments.measured_units", "PROTOCOLS"))),
     # models
     "include_smollm2": Parameter(Flag()),
     # pretraining_volume

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from elasticity import config, data, paths, results
 from elasticity.config import UserError
@@ -249,6 +248,7 @@ def llama_config(cfg: PretrainConfig, tokenizer):
 
 def num_parameters(cfg: PretrainConfig) -> int:
     """Number of parameters of one tiny size (tied embeddings counted once), computed on the meta device."""
+    import torch
     from transformers import LlamaForCausalLM
 
     tokenizer = load_tokenizer(cfg.tokenizer)
@@ -324,6 +324,8 @@ def save_quietly(model, tokenizer, directory: Path) -> None:
 
 
 def _save_state(directory: Path, model, optimizer, step: int, train_seconds: float, losses: list[float]) -> None:
+    import torch
+
     tmp = directory / "state.tmp"
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "train_seconds": train_seconds, "losses": losses}, tmp)
@@ -343,6 +345,7 @@ def _train(cfg: PretrainConfig, directory: Path, *, progress: bool = True,
         on_step: called as on_step(step, loss) after each optimizer step (1-based step); used by tests to
             interrupt a run.
     """
+    import torch
     from tqdm.auto import tqdm
     from transformers import LlamaForCausalLM
 

@@ -39,7 +39,7 @@ def entries(units: list[results.Unit], cache: Path | None = None) -> list[Entry]
     """The cache entries of `units` (each once), named by kind and the fields that tell them apart."""
     from elasticity import status  # it reads the experiments (and torch): not needed to watch entries
 
-    return [Entry(results.entry_dir(*u, cache), f"{u.name} {status.describe(u.config)}".strip())
+    return [Entry(u.entry(cache), f"{u.name} {status.describe(u.config)}".strip())
             for u in dict.fromkeys(units)]
 
 

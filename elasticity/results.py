@@ -31,11 +31,36 @@ from elasticity import checksums, numerics, paths
 
 class Unit(NamedTuple):
     """A cached computation as the cache sees it: the entry's name (a directory under `results/`), the config
-    that keys it, and the function that computes it (whose module's closure is the code key)."""
+    that keys it, the function that computes it (whose module's closure is the code key), and whether that
+    function returns a result (`load_or_run`) or fills a directory, an artifact (`artifact_dir`)."""
 
     name: str
     config: Any
     compute: Callable
+    artifact: bool = False
+
+    def entry(self, cache: Path | None = None) -> Path:
+        """Where the unit is cached (`entry_dir`)."""
+        return entry_dir(self.name, self.config, self.compute, cache)
+
+    def is_cached(self, cache: Path | None = None) -> bool:
+        """Whether the unit is cached with this code (nothing is read)."""
+        return is_complete(self.entry(cache))
+
+    def ensure(self, cache: Path | None = None) -> None:
+        """Compute the unit into the cache unless it is there: an artifact's directory, or a result."""
+        if self.artifact:
+            artifact_dir(self.name, self.config, self.compute, cache=cache)
+        else:
+            self.result(cache)
+
+    def result(self, cache: Path | None = None) -> Any:
+        """The unit's result, computed first unless it is cached (`load_or_run`)."""
+        return load_or_run(self.name, self.config, self.compute, cache=cache)
+
+    def load_provenance(self, cache: Path | None = None) -> dict | None:
+        """The provenance record of the cached unit, or None (`load_provenance`)."""
+        return load_provenance(self.name, self.config, self.compute, cache=cache)
 
 
 _LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "trl", "numpy", "pandas", "sympy")

@@ -1,12 +1,17 @@
 """The `SCORERS` registry (sentiment, offensiveness, hub classifiers) and the KL divergence of two LMs."""
 
+from __future__ import annotations
+
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from elasticity.config import UserError, unknown
 from elasticity.data import Example, offline_variable, require_hub
@@ -100,6 +105,8 @@ def classifier_probabilities(
         path: a local model directory or a hub id (loaded only with hub access).
         label: the name of the class in the model's `config.id2label`.
     """
+    import torch
+
     model, tokenizer = _classifier(_local_dir(path), device)
     index = {name.upper(): int(i) for i, name in model.config.id2label.items()}.get(label.upper())
     if index is None:
@@ -121,6 +128,7 @@ def _score_siebert(texts, prompts, *, batch_size=16, device="cpu", model_path=No
 @functools.cache
 def score_model_class():
     """safe-rlhf's LlamaForScore layout: a LlamaModel (`model.*`) and a linear `score_head` on top."""
+    import torch
     from torch import nn
     from transformers import LlamaModel, LlamaPreTrainedModel
 
@@ -160,6 +168,8 @@ def cost_model_scores(
     and the score head is read at the last real token (as `end_scores` in safe-rlhf). For the cost model
     a positive cost means harmful.
     """
+    import torch
+
     model, tokenizer = _cost_model(_local_dir(path), device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     texts = [BEAVER_TEMPLATE.format(prompt=p, response=r) for p, r in zip(prompts, responses, strict=True)]
@@ -239,6 +249,8 @@ def positive_rate(scorer: str, texts: Sequence[str], **kwargs) -> float:
 
 
 def _right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -277,6 +289,8 @@ def _scored_tokens(tokenizer, item: str | Example, max_length: int | None) -> tu
 
 def _next_token_log_probs(model, ids: torch.Tensor, mask: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     """Log next-token distributions at the positions `where` marks, shape (counted, vocab), float32."""
+    import torch
+
     device = model.device
     logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
     return torch.log_softmax(logits[:, :-1][where.to(device)].float(), dim=-1)
@@ -286,6 +300,8 @@ def _kl_batches(tokenizer, texts: Sequence[str | Example], batch_size: int,
                 max_length: int | None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The texts as right-padded batches (ids, mask, where): `where[:, t]` marks the logits at position t,
     which predict a counted token t + 1. Batches without a counted token are left out."""
+    import torch
+
     encoded = [_scored_tokens(tokenizer, item, max_length) for item in texts]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = []
@@ -314,6 +330,8 @@ class TextLogProbs:
     log_probs: tuple  # per batch: (counted tokens, vocab) float32 tensor
 
     def matches(self, batches) -> bool:
+        import torch
+
         return len(batches) == len(self.batches) and all(
             torch.equal(x, y) for a, b in zip(batches, self.batches, strict=True) for x, y in zip(a, b, strict=True))
 

@@ -41,7 +41,7 @@ def changed_modules(before: dict[str, str] | None, now: dict[str, str]) -> list[
 def unit_state(unit: results.Unit, cache: Path | None = None) -> dict:
     """`state` (present | stale | missing), `reason`, and `recorded_s`: the wall time recorded for this unit's
     stale entry (None when there is none)."""
-    entry = results.entry_dir(*unit, cache)
+    entry = unit.entry(cache)
     if results.is_complete(entry):
         return {"state": PRESENT, "reason": "", "recorded_s": None}
     same_config = [d for d in entry.parent.glob(f"{results.config_key(unit.config)}-*") if results.is_complete(d)]

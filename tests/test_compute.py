@@ -24,3 +24,17 @@ def test_compute_units_caches_what_the_chapter_reads_with_the_chapters_numbers(t
     for entry in by_chapter:
         computed = tmp_path / "computed" / entry.relative_to(tmp_path / "chapter")
         assert computed.read_bytes() == entry.read_bytes(), entry
+
+
+def test_every_unit_says_whether_it_is_an_artifact(monkeypatch):
+    """`results.Unit.ensure` builds an artifact's directory (a builder of the config and the directory it fills)
+    or caches a result (a function of the config): each chapter unit's flag matches its function."""
+    import inspect
+
+    from elasticity import status
+
+    monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
+    units = set(status.units())
+    assert any(u.artifact for u in units) and not all(u.artifact for u in units)
+    for unit in units:
+        assert unit.artifact == (len(inspect.signature(unit.compute).parameters) == 2), unit.name

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from elasticity import numerics, results
+from elasticity import finetune, numerics
 from elasticity.experiments import rebound, rebound_units
 
 
@@ -63,7 +63,7 @@ def test_the_positive_model_is_trained_once_and_read_back_exactly(tmp_path, monk
         assert read_back.keys() == trained.keys()
         assert all(torch.equal(read_back[k], trained[k]) for k in trained)
         assert sum(p.requires_grad for p in read_back.values()) == sum(p.requires_grad for p in trained.values())
-    saved = rebound_units._trained(first)
+    saved = finetune.trainable_state(first)
     assert saved and (not lora or all("lora_" in k for k in saved))
 
 
@@ -98,7 +98,7 @@ def test_units_in_worker_processes_equal_units_in_process(tmp_path, monkeypatch)
         assert rebound_units.pending(units) == [units[2], units[1]]
         in_workers = rebound_units.measure(units, "workers", workers=2)
         assert rebound_units.pending(units) == []
-        worker = results.load_provenance(*rebound_units.cache_entry(units[2]))["numerics"]  # a worker's unit
+        worker = rebound_units.cache_entry(units[2]).load_provenance()["numerics"]  # a worker's unit
         assert worker["torch_threads"] == numerics.THREADS
         assert worker["cpu_capability"] == numerics.PINNED_CAPABILITY or not numerics.applies()
         (tmp_path / "results").rename(tmp_path / "results-workers")

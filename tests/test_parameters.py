@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from elasticity import book, families, models, parameters
+from elasticity import book, models, parameters
 from elasticity.config import UserError
 
 
@@ -26,17 +26,12 @@ def test_every_declaration_is_used_by_a_chapter():
     assert set(parameters.PARAMETERS) <= used
 
 
-@pytest.mark.parametrize("scale", ["smoke", "default"])
-def test_family_sizes_are_the_sizes_of_the_model_code(monkeypatch, scale):
-    monkeypatch.setenv("ELASTICITY_SCALE", scale)
-    for name in families.FAMILIES:
-        assert parameters.family_sizes(name) == models.sizes(name), name
-
-
-def test_the_names_kept_here_are_those_of_the_model_code():
+def test_sizes_and_protocols_are_read_from_the_model_code():
     from elasticity.experiments import measured_units
 
-    assert parameters.PROTOCOLS == measured_units.PROTOCOLS
+    assert parameters.family_sizes("qwen1.5") == models.sizes("qwen1.5")
+    protocol = parameters.declared("elasticity_measured", "protocol")
+    assert tuple(protocol.kind.accepted({})) == measured_units.PROTOCOLS
 
 
 def test_check_converts_as_declared():

@@ -22,15 +22,15 @@ def _units(n: int) -> list[results.Unit]:
 
 def test_a_line_per_unit_cached_with_the_count_and_the_time_left(tmp_path):
     units = _units(3)
-    results.load_or_run(*units[0], cache=tmp_path)  # cached before the run: counted, never announced
+    units[0].ensure(tmp_path)  # cached before the run: counted, never announced
     tracker = progress.Tracker("toy", progress.entries(units + units[:1], tmp_path))  # listed twice, counted once
     assert tracker.opening() == "toy: 3 units, 1 cached, 2 to compute"
     assert tracker.poll() == []
-    results.load_or_run(*units[2], cache=tmp_path)
+    units[2].ensure(tmp_path)
     (line,) = tracker.poll()
     assert re.fullmatch(r"toy: 2/3 units, toy-unit seed=2; \d+:\d\d so far, about \d+:\d\d left", line)
     assert tracker.poll() == []  # announced once
-    results.load_or_run(*units[1], cache=tmp_path)
+    units[1].ensure(tmp_path)
     (line,) = tracker.poll()
     assert line.startswith("toy: 3/3 units, toy-unit seed=1;") and line.endswith("about 0:00 left")
 
@@ -40,7 +40,7 @@ def test_watch_prints_the_opening_and_a_line_for_a_unit_cached_in_the_block(tmp_
     out = io.StringIO()
     units = _units(2)
     with progress.watch("toy", progress.entries(units), out=out, poll_s=0.01):
-        results.load_or_run(*units[1])
+        units[1].ensure()
     lines = out.getvalue().splitlines()
     assert lines[0] == "toy: 2 units, 0 cached, 2 to compute"
     assert len(lines) == 2 and lines[1].startswith("toy: 1/2 units, toy-unit seed=1;")

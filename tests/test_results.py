@@ -200,3 +200,14 @@ def test_frames_round_trip_exactly(tmp_path):
     assert table["small"].tolist() == [1e-300, 3e-17, 0.1 + 0.2]
     assert table["count"].dtype == "int64" and table["name"].tolist() == ["a", "b", "c"]
     assert table["pair"].tolist() == [[1, 2], [2, 3], [1, 3]]
+
+
+def test_a_unit_ensures_its_result_or_its_artifact(tmp_path):
+    result = results.Unit("toy", Toy(n=4), compute)
+    artifact = results.Unit("toy-artifact", Toy(n=4), build_files, artifact=True)
+    for unit in (result, artifact):
+        assert not results.is_complete(unit.entry(tmp_path))
+        unit.ensure(tmp_path)
+        assert results.is_complete(unit.entry(tmp_path))
+    assert results.load("toy", Toy(n=4), compute, cache=tmp_path)["total"] == 4.0
+    assert (artifact.entry(tmp_path) / "weights.json").read_text() == "[0, 1, 2, 3]"

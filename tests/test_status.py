@@ -34,7 +34,7 @@ def test_present_stale_with_the_changed_module_and_missing(tmp_path, probe_modul
     cache = tmp_path / "cache"
     unit = results.Unit("probe", Probe(3), module.compute)
     assert status.unit_state(unit, cache)["state"] == status.MISSING
-    results.load_or_run(*unit, cache=cache)
+    unit.ensure(cache)
     assert status.unit_state(unit, cache) == {"state": status.PRESENT, "reason": "", "recorded_s": None}
     source.write_text(source.read_text() + "# an edit\n")
     stale = status.unit_state(unit, cache)

@@ -10,7 +10,6 @@ import copy
 import functools
 import json
 import math
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,6 @@ DATA_SEED = 0  # the order that fixes D_1, D_2, D_3 and the held-out sets (seeds
 #       once per epoch, so every dataset weighs in proportion to its size; l = 0 is the aligned model.
 PROTOCOLS = ("sequential", "joint")
 PRETRAINABLE = ("tiny",)  # families pre-trained here from scratch, so that |D_p| is known
-_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -94,8 +92,8 @@ class Config:
         for protocol in self.protocols:
             elasticity.config.choice("protocol", protocol, PROTOCOLS)
         elasticity.config.choice("normalization", self.normalization, compression.NORMALIZATIONS)
-        if not _DEVICE.match(self.device):
-            raise UserError(f"device = {self.device!r}; expected cpu, cuda, cuda:N or mps")
+        if not elasticity.config.is_device(self.device):
+            raise UserError(f"device {self.device!r} is not one of {elasticity.config.DEVICES}")
         positive_ints = ("part_size", "batch_size", "perturb_batch_size", "max_length", "eval_size", "kl_size",
                          "depth")
         for name in positive_ints:
@@ -439,7 +437,7 @@ DATASETS = ("D_p", "D_a", "D_1", "D_2", "D_3")
 
 def cached_units(cfg: Config) -> list[results.Unit]:
     """The cache entries `measure_rates(cfg)` reads: theta_p's pre-training, and every (|D_a|, seed) unit."""
-    return ([results.Unit(f"{NAME}-pretrain", _pretrain_unit(cfg), _build_pretrained)]
+    return ([results.Unit(f"{NAME}-pretrain", _pretrain_unit(cfg), _build_pretrained, artifact=True)]
             + [results.Unit(f"{NAME}-unit", unit, _compute_unit) for unit in _units(cfg)])
 
 

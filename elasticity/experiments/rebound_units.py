@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -28,7 +27,6 @@ REVERSE_METHODS = ("sft", "dpo")  # how the negative (reverse) step is trained
 OFFLINE_TASKS = ("sentiment", "safety")  # data.TASKS run offline
 PAPER_TASKS = ("sentiment-imdb", "safety-beavertails")  # the paper's IMDb and BeaverTails tasks (hub)
 
-_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _HUB_SCORERS = ("sentiment-roberta", "beaver-cost")  # scorers that run a model (and take a device)
 # Prompts sampled together at an evaluation: the default 48 in one batch (a second, partial batch of 16
 # cost a third more time on the CPU for the tiny model, and a second decoding loop on a GPU).
@@ -100,8 +98,8 @@ class Protocol:
             raise UserError(f"learning_rate = {self.learning_rate}; must be in (0, 1)")
         if not self.positive_epochs > 0:
             raise UserError(f"positive_epochs = {self.positive_epochs}; must be positive")
-        if not _DEVICE.match(self.device):
-            raise UserError(f"device {self.device!r} is not one of cpu, cuda, cuda:N, mps")
+        if not elasticity.config.is_device(self.device):
+            raise UserError(f"device {self.device!r} is not one of {elasticity.config.DEVICES}")
 
     def _check_tasks(self, tasks) -> None:
         if not tasks or len(set(tasks)) != len(tasks):
@@ -386,10 +384,6 @@ def _positive_config(p: PositiveUnit) -> finetune.FinetuneConfig:
                                    max_length=p.max_length, seed=p.seed, lora=p.lora)
 
 
-def _trained(model) -> dict:
-    return {name: value.detach() for name, value in model.named_parameters() if value.requires_grad}
-
-
 def _build_positive(p: PositiveUnit, directory: Path) -> None:
     """Positive SFT of the base model; writes the trained weights (all of them, or the LoRA adapters) and the
     final training loss."""
@@ -399,7 +393,7 @@ def _build_positive(p: PositiveUnit, directory: Path) -> None:
     positive = data.examples(task.dataset, "train", n=p.positive_size, seed=p.seed, label=task.positive)
     model, tokenizer = _load(p)
     trained = finetune.finetune(model, tokenizer, positive, _positive_config(p), progress=False)
-    torch.save(_trained(trained.model), directory / "weights.pt")
+    torch.save(finetune.trainable_state(trained.model), directory / "weights.pt")
     (directory / "positive.json").write_text(json.dumps({"final_loss_nats": trained.final_loss}))
 
 
@@ -419,7 +413,7 @@ def _positive_model(u: Unit, model) -> tuple[object, float]:
         model = models.add_lora(model, r=ft.lora_r, seed=ft.seed)
     weights = torch.load(directory / "weights.pt", map_location=u.device, weights_only=True)
     params = dict(model.named_parameters())
-    if weights.keys() != _trained(model).keys():
+    if weights.keys() != {name for name, value in params.items() if value.requires_grad}:
         raise RuntimeError(f"{directory} holds other trained weights than this model's")
     with torch.no_grad():
         for name, value in weights.items():
@@ -464,7 +458,7 @@ def cache_entry(u: BaseUnit | Unit) -> results.Unit:
 
 def compute(u: BaseUnit | Unit) -> dict:
     """The cached result of one base or curve unit, computed first if it is missing."""
-    return results.load_or_run(*cache_entry(u))
+    return cache_entry(u).result()
 
 
 def pending(units: list) -> list:
@@ -477,7 +471,7 @@ def pending(units: list) -> list:
         return (u.positive_size * u.positive_epochs + u.negative_sizes[-1]) * (2 if u.reverse == "dpo" else 1)
 
     def cached(u) -> bool:
-        return results.is_cached(*cache_entry(u))
+        return cache_entry(u).is_cached()
 
     return sorted((u for u in units if not cached(u)), key=cost, reverse=True)
 

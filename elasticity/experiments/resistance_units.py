@@ -7,7 +7,6 @@ code only (the cells and verdicts are in `resistance_judge`, figures in `resista
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,6 @@ NAME = "resistance"  # the units' directories under the results cache: resistanc
 PAPER_DATASETS = ("alpaca", "truthfulqa", "beavertails")
 OFFLINE_DATASETS = ("rotten-tomatoes", "tweets-safety")
 
-_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
 def default_pairs(num_checkpoints: int) -> tuple[tuple[int, int], ...]:
@@ -113,8 +111,8 @@ class Config:
                 raise UserError(f"{name} = {getattr(self, name)}; must be in (0, 1)")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"seeds {self.seeds!r} is empty or repeats a seed")
-        if not _DEVICE.match(self.device):
-            raise UserError(f"device {self.device!r} is not one of cpu, cuda, cuda:N, mps")
+        if not elasticity.config.is_device(self.device):
+            raise UserError(f"device {self.device!r} is not one of {elasticity.config.DEVICES}")
 
     @property
     def checkpoint_pairs(self) -> tuple[tuple[int, int], ...]:
@@ -313,7 +311,7 @@ def cached_units(cfg: Config) -> list[results.Unit]:
     aligns = align_units(cfg)
     samples = list(dict.fromkeys(a.samples for a in aligns))
     sfts = list(dict.fromkeys(s.sft for s in samples))
-    return ([results.Unit(f"{NAME}-sft", u, _build_checkpoints) for u in sfts]
+    return ([results.Unit(f"{NAME}-sft", u, _build_checkpoints, artifact=True) for u in sfts]
             + [results.Unit(f"{NAME}-samples", u, _compute_samples) for u in samples]
             + [results.Unit(f"{NAME}-align", u, _compute_align) for u in aligns])
 
