@@ -93,9 +93,10 @@ CASES = [
     (["nope"], "invalid choice: 'nope'"),
 ]
 
-# Refusals that need a model's code (torch): relations between a chapter's parameters, which its experiment
-# config checks (a checkpoint pair beyond `num_checkpoints`, a budget the family has no checkpoint at), a chapter
-# with nothing to archive, a fine-tuned checkpoint that is not there. Still before any work.
+# Refusals that need an experiment's config or the model code (which import torch only where they compute):
+# relations between a chapter's parameters, which its experiment config checks (a checkpoint pair beyond
+# `num_checkpoints`, a budget the family has no checkpoint at), a chapter with nothing to archive, a fine-tuned
+# checkpoint that is not there. Still before any work, and before torch is imported.
 LATER_CASES = [
     (["run", "resistance", "-p", "pairs", "((1, 5),)"], "checkpoint pair (1, 5) is out of range"),
     (["run", "pretraining_volume", "-p", "budgets", "(1, 2)"], "unknown token budget of family 'tiny' 1"),

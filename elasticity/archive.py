@@ -126,8 +126,6 @@ def model_sha256(model, tokenizer) -> str:
 
 def _load_model(family: str, size: str | None, checkpoint: str | None, device: str):
     """The model and tokenizer a header names (monkeypatched in tests until `elasticity.models` exists)."""
-    import torch
-
     from elasticity import models
 
     if checkpoint is None:
@@ -141,6 +139,7 @@ def _load_model(family: str, size: str | None, checkpoint: str | None, device: s
         base, tokenizer = models.load(family, size=size, device=device)
         model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
         return model, tokenizer
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path))
