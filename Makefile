@@ -9,12 +9,25 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
+# The CPU build of torch comes from this index (named in requirements.txt). Where it cannot be reached, the set-up
+# says so and installs from pip's own indexes (PyPI, PIP_FIND_LINKS): on Linux, PyPI's torch is the CUDA build.
+TORCH_INDEX := https://download.pytorch.org/whl/cpu
 
 .PHONY: book book-real test lint clean screenshots
 
 $(STAMP): requirements.txt requirements-data.txt lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements.txt -c lock.txt
+	@if $(BIN)/python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=15)" \
+	    "$(TORCH_INDEX)/torch/" 2>/dev/null; then \
+	  echo "set-up: torch from $(TORCH_INDEX)"; \
+	  $(BIN)/pip install -q -r requirements.txt -c lock.txt; \
+	else \
+	  echo "set-up: $(TORCH_INDEX) cannot be reached; torch from pip's own indexes instead"; \
+	  grep -v -- "--extra-index-url $(TORCH_INDEX)" requirements.txt > $(VENV)/requirements-fallback.txt; \
+	  $(BIN)/pip install -q -r $(VENV)/requirements-fallback.txt -c lock.txt; \
+	fi
+	@$(BIN)/python -c "import torch; print(f'set-up: installed torch {torch.__version__},', \
+	    f'CUDA {torch.version.cuda} build' if torch.version.cuda else 'CPU build')"
 	$(BIN)/pip install -q --no-deps -r requirements-data.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (elasticity)" >/dev/null

