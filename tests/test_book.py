@@ -47,6 +47,9 @@ def test_chapter_anatomy(stem):
         if line.strip():
             assert re.match(r"^\w+ = .+  # \S", line), f"a literal with a trailing comment: {line!r}"
     book.parameters(path)  # literals only
+    first = next(c for c in notebook.cells if c.cell_type == "code")
+    assert first.source.endswith(f'pages.run_box("{stem}")'), "the Run this chapter box opens the chapter's cells"
+    assert "remove-input" in first.metadata.get("tags", [])
     glued = set(re.findall(r"""glue\(\s*f?["']([\w{}]+)["']""", text))
     for key in re.findall(r"\{glue:\w+\}`([\w]+)", text):
         assert key in glued or any("{" in g for g in glued), f"{key} is pasted but never glued"
@@ -93,6 +96,9 @@ def test_whole_book_builds_strictly_at_smoke_scale(tmp_path):
     for file in toc_files():
         assert (html / f"{file}.html").is_file(), file
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file(), "math renders offline"
+    for stem in CHAPTERS:  # each chapter's page tells how to run it again
+        page = next(html.rglob(f"{stem}.html")).read_text()
+        assert '<p class="admonition-title">Run this chapter</p>' in page and f"elasticity run {stem}\n" in page
     # Every result the chapters' kernels cached was computed at the pinned kernel level and thread count.
     entries = (tmp_path / "cache" / "results").glob("*/*/provenance.json")
     records = [json.loads(entry.read_text())["numerics"] for entry in entries]
