@@ -50,6 +50,10 @@ def test_chapter_anatomy(stem):
     first = next(c for c in notebook.cells if c.cell_type == "code")
     assert first.source.endswith(f'pages.run_box("{stem}")'), "the Run this chapter box opens the chapter's cells"
     assert "remove-input" in first.metadata.get("tags", [])
+    for cell in notebook.cells:  # a figure's alt text says what it shows, from its caption
+        if "figure" in cell.metadata.get("mystnb", {}):
+            alt = cell.metadata["mystnb"].get("image", {}).get("alt", "")
+            assert len(alt) > 20 and "$" not in alt and not alt.endswith(".png"), cell.metadata
     glued = set(re.findall(r"""glue\(\s*f?["']([\w{}]+)["']""", text))
     for key in re.findall(r"\{glue:\w+\}`([\w]+)", text):
         assert key in glued or any("{" in g for g in glued), f"{key} is pasted but never glued"
@@ -99,6 +103,8 @@ def test_whole_book_builds_strictly_at_smoke_scale(tmp_path):
     for stem in CHAPTERS:  # each chapter's page tells how to run it again
         page = next(html.rglob(f"{stem}.html")).read_text()
         assert '<p class="admonition-title">Run this chapter</p>' in page and f"elasticity run {stem}\n" in page
+        for alt in re.findall(r'<img alt="([^"]*)"', page):
+            assert len(alt) > 20 and not alt.endswith(".png"), (stem, alt)
     # Every result the chapters' kernels cached was computed at the pinned kernel level and thread count.
     entries = (tmp_path / "cache" / "results").glob("*/*/provenance.json")
     records = [json.loads(entry.read_text())["numerics"] for entry in entries]
