@@ -254,4 +254,19 @@ def build(path_output: Path | None = None, *, extra_args: tuple[str, ...] = ()) 
     if path_output is not None:
         command += ["--path-output", str(path_output)]
     # jupyter-book ends with this process however it ends; its kernels end with it (ipykernel polls its parent).
-    return subprocess.call([*command, *extra_args], preexec_fn=lifeline.child_preexec(os.getpid()))
+    code = subprocess.call([*command, *extra_args], preexec_fn=lifeline.child_preexec(os.getpid()))
+    publish_notebooks(build_dir)
+    return code
+
+
+def publish_notebooks(build_dir: Path) -> list[Path]:
+    """Copy each executed chapter (`_build/jupyter_execute/<path>.ipynb`) beside its page in the HTML
+    (`_build/html/<path>.ipynb`), which the page's "Run this chapter" box links for download."""
+    executed = build_dir / "jupyter_execute"
+    copied = []
+    for notebook in sorted(executed.rglob("*.ipynb")):
+        target = build_dir / "html" / notebook.relative_to(executed)
+        if target.parent.is_dir():
+            shutil.copyfile(notebook, target)
+            copied.append(target)
+    return copied

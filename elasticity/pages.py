@@ -43,10 +43,13 @@ def run_commands(chapter: str) -> list[tuple[str, list[str]]]:
 
 
 def run_box(chapter: str):
-    """The "Run this chapter" box of a page (`run_commands`), as HTML in the theme's tip admonition."""
+    """The "Run this chapter" box of a page (`run_commands`), as HTML in the theme's tip admonition, with a link to
+    the executed notebook that the build puts beside the page (`book.publish_notebooks`)."""
     from IPython.display import HTML
 
     lines = [line for note, commands in run_commands(chapter) for line in (f"# {note}", *commands)]
     code = html.escape("\n".join(lines), quote=False)
+    download = (f'<p>This chapter as the build executed it: <a href="{chapter}.ipynb" download>{chapter}.ipynb'
+                "</a>.</p>")
     return HTML('<div class="admonition tip"><p class="admonition-title">Run this chapter</p>'
-                f'<div class="highlight"><pre>{code}</pre></div></div>')
+                f'<div class="highlight"><pre>{code}</pre></div>{download}</div>')

@@ -103,6 +103,8 @@ def test_whole_book_builds_strictly_at_smoke_scale(tmp_path):
     for stem in CHAPTERS:  # each chapter's page tells how to run it again
         page = next(html.rglob(f"{stem}.html")).read_text()
         assert '<p class="admonition-title">Run this chapter</p>' in page and f"elasticity run {stem}\n" in page
+        assert f'<a href="{stem}.ipynb" download>' in page  # the executed notebook, beside the page
+        assert (next(html.rglob(f"{stem}.html")).parent / f"{stem}.ipynb").is_file()
         for alt in re.findall(r'<img alt="([^"]*)"', page):
             assert len(alt) > 20 and not alt.endswith(".png"), (stem, alt)
     # Every result the chapters' kernels cached was computed at the pinned kernel level and thread count.
@@ -113,6 +115,18 @@ def test_whole_book_builds_strictly_at_smoke_scale(tmp_path):
         if record["torch"]:  # None: computed where torch was never imported
             assert record["torch_threads"] == numerics.THREADS, record
             assert record["cpu_capability"] == numerics.PINNED_CAPABILITY or not numerics.applies(), record
+
+
+def test_executed_notebooks_are_published_beside_their_pages(tmp_path):
+    executed = tmp_path / "_build" / "jupyter_execute" / "notebooks"
+    executed.mkdir(parents=True)
+    (executed / "rebound.ipynb").write_text('{"cells": []}')
+    (executed / "orphan").mkdir()
+    (executed / "orphan" / "x.ipynb").write_text("{}")  # no page folder for it: not copied
+    (tmp_path / "_build" / "html" / "notebooks").mkdir(parents=True)
+    copied = book.publish_notebooks(tmp_path / "_build")
+    assert copied == [tmp_path / "_build" / "html" / "notebooks" / "rebound.ipynb"]
+    assert copied[0].read_text() == '{"cells": []}'
 
 
 def test_sync_execution_cache_drops_a_stale_cache(tmp_path, monkeypatch):

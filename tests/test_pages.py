@@ -47,3 +47,7 @@ def test_the_box_is_html_in_the_themes_tip_admonition():
     box = pages.run_box("model_size").data
     assert box.startswith('<div class="admonition tip"><p class="admonition-title">Run this chapter</p>')
     assert "elasticity run model_size -p family smollm2-135m\n" in box and "&#x27;" not in box
+
+
+def test_the_box_links_the_executed_notebook_beside_the_page():
+    assert '<a href="rebound.ipynb" download>rebound.ipynb</a>' in pages.run_box("rebound").data
