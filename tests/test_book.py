@@ -50,6 +50,9 @@ def test_chapter_anatomy(stem):
     first = next(c for c in notebook.cells if c.cell_type == "code")
     assert first.source.endswith(f'pages.run_box("{stem}")'), "the Run this chapter box opens the chapter's cells"
     assert "remove-input" in first.metadata.get("tags", [])
+    for cell in notebook.cells:  # plumbing (glue for the prose) is computed off the page, in hidden cells
+        hidden = {"remove-cell", "remove-input"} & set(cell.metadata.get("tags", []))
+        assert cell.cell_type != "code" or hidden or "glue(" not in cell.source, cell.source[:200]
     for cell in notebook.cells:  # a figure's alt text says what it shows, from its caption
         if "figure" in cell.metadata.get("mystnb", {}):
             alt = cell.metadata["mystnb"].get("image", {}).get("alt", "")
