@@ -58,13 +58,15 @@ def parameters(path: Path) -> dict[str, Any]:
 
 def parameter_help(path: Path) -> str:
     """The chapter's parameters as `elasticity run CHAPTER --help` lists them: name and default, then what it
-    accepts (`elasticity.parameters`) and what it means (the cell's own comment), for each."""
+    accepts (`elasticity.parameters`) and what it means (the cell's own comment: the assignment's trailing
+    comment and the comment lines that continue it), for each."""
     import io
     import tokenize
 
     from elasticity import parameters as declared
 
     cell = _parameters_cell(path)
+    source = cell.source.splitlines()
     comments = {tok.start[0]: tok.string.lstrip("# ").strip()
                 for tok in tokenize.generate_tokens(io.StringIO(cell.source).readline)
                 if tok.type == tokenize.COMMENT}
@@ -74,8 +76,14 @@ def parameter_help(path: Path) -> str:
         name = node.targets[0].id
         lines += [f"  {name} = {ast.unparse(node.value)}",
                   f"      accepts: {declared.declared(path.stem, name).describe(defaults)}"]
-        if comments.get(node.lineno):
-            lines.append(f"      {comments[node.lineno]}")
+        said, line = [], node.end_lineno
+        if comments.get(line):
+            said.append(comments[line])
+            while line < len(source) and source[line].lstrip().startswith("#"):  # a comment line goes on
+                line += 1
+                said.append(comments[line])
+        if said:
+            lines.append(f"      {' '.join(said)}")
     return "\n".join(lines)
 
 

@@ -44,8 +44,8 @@ def test_chapter_anatomy(stem):
     cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(cells) == 1
     for line in cells[0].source.strip().splitlines():
-        if line.strip():
-            assert re.match(r"^\w+ = .+  # \S", line), f"a literal with a trailing comment: {line!r}"
+        if line.strip():  # a literal with a trailing comment, which may go on in comment lines below it
+            assert re.match(r"^(\w+ = .+  |\s+)# \S", line), f"a literal with a trailing comment: {line!r}"
     book.parameters(path)  # literals only
     first = next(c for c in notebook.cells if c.cell_type == "code")
     assert first.source.endswith(f'pages.run_box("{stem}")'), "the Run this chapter box opens the chapter's cells"
@@ -53,6 +53,8 @@ def test_chapter_anatomy(stem):
     for cell in notebook.cells:  # plumbing (glue for the prose) is computed off the page, in hidden cells
         hidden = {"remove-cell", "remove-input"} & set(cell.metadata.get("tags", []))
         assert cell.cell_type != "code" or hidden or "glue(" not in cell.source, cell.source[:200]
+        long = [line for line in cell.source.splitlines() if len(line) > 88]  # read without scrolling
+        assert cell.cell_type != "code" or hidden or not long, long
     for cell in notebook.cells:  # a figure's alt text says what it shows, from its caption
         if "figure" in cell.metadata.get("mystnb", {}):
             alt = cell.metadata["mystnb"].get("image", {}).get("alt", "")

@@ -354,6 +354,8 @@ def test_run_help_with_a_chapter_lists_its_parameters(capsys):
         assert f"  {name} = " in out
     assert "  device = 'cpu'\n      accepts: a device: cpu, cuda, cuda:N, mps\n      torch device:" in out
     assert "  seeds = None\n      accepts: a tuple of ints >= 0 (distinct), or None (the preset's)\n" in out
+    # a comment continued on the next line of the cell is one line of help
+    assert "\n      model family: tiny | smollm2-135m | a hub family (runs the IMDb and BeaverTails tasks)\n" in out
     code, _, err = run_cli(capsys, "run", "nope", "--help")
     assert code == 2 and "unknown chapter 'nope'" in err
     code, _, err = run_cli(capsys, "run")
