@@ -1,18 +1,28 @@
-"""Open the built book in headless Chromium: screenshot pages, check that math was typeset and figures exist.
+"""Check the built book page by page: what a reader sees in the HTML, and, in headless Chromium, screenshots and
+typeset math.
 
 Usage: python scripts/check_html.py [_build/html] [--pages book/intro notebooks/rebound] [--out screenshots/]
 
-Needs Debian's `chromium` (apt-get install chromium). Prints one JSON line per page and exits 1 if a page
-has math that MathJax did not typeset, an image whose file is missing, or (with --expect-figures) no image.
+Every page (default: all of them) is read for shown code lines longer than 88 characters, shown code cells that
+call `glue`, images without alt text (or with a file name for it), and, on a chapter page, the link to its
+executed notebook (`page_problems`). With Debian's `chromium` (apt-get install chromium), each page is also
+screenshot and its math must have been typeset by MathJax; without it those checks are skipped, and said so.
+Prints one JSON line per page and exits 1 if a page has a problem, an image whose file is missing, or (with
+--expect-figures) no image.
 """
 
 import argparse
+import html
 import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+WIDTH = 88  # the longest code line a page shows without scrolling
+CELL_INPUT = re.compile(r'<div class="cell_input[^"]*">(.*?)</pre>', re.S)
+IMAGE = re.compile(r"\.(png|jpe?g|svg|gif)$")
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -29,6 +39,40 @@ def chromium(*args: str, profile: Path) -> str:
     return completed.stdout
 
 
+def shown_code(raw: str) -> list[str]:
+    """The code of each code cell shown on a page (its input, folded or not), as text."""
+    return [html.unescape(re.sub(r"<[^>]+>", "", block.split("<pre>", 1)[-1])) for block in CELL_INPUT.findall(raw)]
+
+
+def page_problems(path: Path) -> list[str]:
+    """What a reader of one built page would trip on (see the module's docstring); [] when nothing."""
+    raw = path.read_text()
+    problems = []
+    code = shown_code(raw)
+    long = [line for cell in code for line in cell.splitlines() if len(line) > WIDTH]
+    if long:
+        problems.append(f"{len(long)} shown code lines over {WIDTH} characters, e.g. {long[0][:60]!r}")
+    glued = [cell for cell in code if "glue(" in cell]
+    if glued:
+        problems.append(f"{len(glued)} shown code cells call glue")
+    alts = re.findall(r'<img\b[^>]*?\balt="([^"]*)"', raw)
+    bad = [alt for alt in alts if len(alt.strip()) < 8 or IMAGE.search(alt)]
+    if bad or len(alts) < raw.count("<img"):
+        problems.append(f"images without alt text: {bad or 'no alt attribute'}")
+    if path.parent.name == "notebooks":  # a chapter: its executed notebook is linked beside it
+        notebook = f"{path.stem}.ipynb"
+        if f'href="{notebook}"' not in raw or not (path.parent / notebook).is_file():
+            problems.append(f"no link to its executed notebook {notebook}")
+    return problems
+
+
+def all_pages(html_dir: Path) -> list[str]:
+    """Every page of the book (not Sphinx's index and search pages, nor the redirect to the first page)."""
+    return sorted(str(p.relative_to(html_dir).with_suffix("")) for p in html_dir.rglob("*.html")
+                  if not p.relative_to(html_dir).parts[0].startswith("_") and p.stem not in ("genindex", "search")
+                  and 'http-equiv="Refresh"' not in p.read_text()[:200])
+
+
 def check_page(html_dir: Path, page: str, out_dir: Path) -> dict:
     """Screenshot one page and inspect its DOM after scripts ran."""
     path = html_dir / f"{page}.html"
@@ -37,20 +81,23 @@ def check_page(html_dir: Path, page: str, out_dir: Path) -> dict:
     url = path.resolve().as_uri()
     profile = out_dir / ".profile"
     shot = out_dir / f"{page.replace('/', '_')}.png"
-    chromium(f"--screenshot={shot}", "--window-size=1280,1600", url, profile=profile)
-    dom = chromium("--dump-dom", url, profile=profile)
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser:
+        chromium(f"--screenshot={shot}", "--window-size=1280,1600", url, profile=profile)
+    dom = chromium("--dump-dom", url, profile=profile) if browser else ""
     raw = path.read_text()
     math_in_source = len(re.findall(r'class="math', raw))
     typeset = len(re.findall(r"<mjx-container", dom))
     images = re.findall(r'<img[^>]+src="([^"]+)"', raw)
     missing = [src for src in images if not src.startswith("data:") and not (path.parent / src).is_file()]
     figures = len(re.findall(r'<figure|class="cell_output[^"]*".*?<img', raw, flags=re.S))
-    problems = []
-    if math_in_source and not typeset:
+    problems = page_problems(path)
+    if browser and math_in_source and not typeset:
         problems.append("math was not typeset")
     if missing:
         problems.append(f"missing images: {missing}")
-    return {"page": page, "ok": not problems, "math_elements": math_in_source, "typeset": typeset,
+    return {"page": page, "ok": not problems, "browser": bool(browser), "math_elements": math_in_source,
+            "typeset": typeset,
             "images": len(images), "figures": figures, "screenshot": str(shot), "problems": problems,
             "screenshot_bytes": shot.stat().st_size if shot.is_file() else 0}
 
@@ -58,8 +105,7 @@ def check_page(html_dir: Path, page: str, out_dir: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("html_dir", nargs="?", default="_build/html")
-    parser.add_argument("--pages", nargs="+",
-                        default=["book/intro", "notebooks/theory_elasticity", "notebooks/rebound"])
+    parser.add_argument("--pages", nargs="+", help="pages to check (default: every page of the book)")
     parser.add_argument("--out", default="_build/screenshots")
     parser.add_argument("--expect-figures", nargs="*", default=["notebooks/theory_elasticity", "notebooks/rebound"],
                         help="pages that must show at least one image")
@@ -67,7 +113,10 @@ def main() -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     ok = True
-    for page in args.pages:
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        print("check_html: Debian's chromium is not installed (apt-get install chromium): no screenshots, and "
+              "typeset math is not checked", file=sys.stderr)
+    for page in args.pages or all_pages(Path(args.html_dir)):
         report = check_page(Path(args.html_dir), page, out_dir)
         if page in args.expect_figures and report.get("images", 0) == 0:
             report["ok"] = False

@@ -11,7 +11,7 @@ from pathlib import Path
 import jupytext
 import pytest
 import yaml
-from conftest import alive, command_line
+from conftest import alive, command_line, load_script
 
 from elasticity import book, numerics, paths
 
@@ -105,6 +105,12 @@ def test_whole_book_builds_strictly_at_smoke_scale(tmp_path):
     for file in toc_files():
         assert (html / f"{file}.html").is_file(), file
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file(), "math renders offline"
+    check_html = load_script("scripts/check_html.py", "check_html")  # what a reader trips on, page by page
+    assert any("rebound.config(" in code for code in check_html.shown_code((html / "notebooks" / "rebound.html")
+                                                                           .read_text()))
+    for page in check_html.all_pages(html):
+        assert check_html.page_problems(html / f"{page}.html") == [], page
+        assert "_static/elasticity.css" in (html / f"{page}.html").read_text(), page  # wide tables scroll
     for stem in CHAPTERS:  # each chapter's page tells how to run it again
         page = next(html.rglob(f"{stem}.html")).read_text()
         assert '<p class="admonition-title">Run this chapter</p>' in page and f"elasticity run {stem}\n" in page
