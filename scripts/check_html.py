@@ -20,7 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-WIDTH = 88  # the longest code line a page shows without scrolling
+from elasticity.pages import WIDTH  # the longest code line a page shows without scrolling
+
 CELL_INPUT = re.compile(r'<div class="cell_input[^"]*">(.*?)</pre>', re.S)
 IMAGE = re.compile(r"\.(png|jpe?g|svg|gif)$")
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import alive, command_line, load_script
 
-from elasticity import book, numerics, paths
+from elasticity import book, numerics, pages, paths
 
 ROOT = paths.project_root()
 CHAPTERS = book.chapters()
@@ -53,7 +53,7 @@ def test_chapter_anatomy(stem):
     for cell in notebook.cells:  # plumbing (glue for the prose) is computed off the page, in hidden cells
         hidden = {"remove-cell", "remove-input"} & set(cell.metadata.get("tags", []))
         assert cell.cell_type != "code" or hidden or "glue(" not in cell.source, cell.source[:200]
-        long = [line for line in cell.source.splitlines() if len(line) > 88]  # read without scrolling
+        long = [line for line in cell.source.splitlines() if len(line) > pages.WIDTH]  # read without scrolling
         assert cell.cell_type != "code" or hidden or not long, long
     for cell in notebook.cells:  # a figure's alt text says what it shows, from its caption
         if "figure" in cell.metadata.get("mystnb", {}):
