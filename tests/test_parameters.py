@@ -29,7 +29,8 @@ def test_every_declaration_is_used_by_a_chapter():
 def test_sizes_and_protocols_are_read_from_the_model_code():
     from elasticity.experiments import measured_units
 
-    assert parameters.family_sizes("qwen1.5") == models.sizes("qwen1.5")
+    assert parameters.family_sizes("qwen1.5") == models.sizes("qwen1.5") == ("0.5b", "4b", "7b")
+    assert parameters.family_sizes("tiny") == ("s", "m", "l")
     protocol = parameters.declared("elasticity_measured", "protocol")
     assert tuple(protocol.kind.accepted({})) == measured_units.PROTOCOLS
 
