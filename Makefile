@@ -30,7 +30,7 @@ $(STAMP): requirements.txt requirements-data.txt lock.txt pyproject.toml
 	    f'CUDA {torch.version.cuda} build' if torch.version.cuda else 'CPU build')"
 	$(BIN)/pip install -q --no-deps -r requirements-data.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (elasticity)" >/dev/null
+	$(BIN)/python -m elasticity.kernel
 	touch $(STAMP)
 
 book: $(STAMP)  ## build the book strictly, running every chapter for real at the default scale (CPU)

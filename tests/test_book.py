@@ -98,9 +98,9 @@ def test_whole_book_builds_strictly_at_smoke_scale(tmp_path):
                                capture_output=True, text=True, env=env, cwd=ROOT)
     log = completed.stdout + completed.stderr
     assert completed.returncode == 0, log[-6000:]
-    # -W turns every Sphinx warning into an error, so exit code 0 already means zero warnings; the kernel's
-    # own "[IPKernelApp] WARNING" lines on stderr are not Sphinx warnings.
+    # -W turns every Sphinx warning into an error, so exit code 0 already means zero warnings.
     assert "build succeeded" in completed.stdout and "warning" not in completed.stdout.split("build succeeded")[-1]
+    assert "without encryption" not in log  # every kernel got CurveZMQ keys (elasticity.kernel)
     html = tmp_path / "_build" / "html"
     for file in toc_files():
         assert (html / f"{file}.html").is_file(), file
