@@ -6,7 +6,9 @@ Usage: python scripts/check_html.py [_build/html] [--pages book/intro notebooks/
 Every page (default: all of them) is read for shown code lines longer than 88 characters, shown code cells that
 call `glue`, images without alt text (or with a file name for it), and, on a chapter page, the link to its
 executed notebook (`page_problems`). With Debian's `chromium` (apt-get install chromium), each page is also
-screenshot and its math must have been typeset by MathJax; without it those checks are skipped, and said so.
+screenshot, its math must have been typeset by MathJax, and, laid out 1280 pixels wide, nothing may stick out of
+the text column unless it scrolls inside its own box (`layout_problems`: wide tables, code, figures, outputs);
+without chromium those checks are skipped, and said so.
 Prints one JSON line per page and exits 1 if a page has a problem, an image whose file is missing, or (with
 --expect-figures) no image.
 """
@@ -74,6 +76,54 @@ def all_pages(html_dir: Path) -> list[str]:
                   and 'http-equiv="Refresh"' not in p.read_text()[:200])
 
 
+# Run in the page after it loaded: what sticks out past the article's right edge without a scrolling box
+# around it (cut, or pushing the page sideways), written into the DOM for --dump-dom to return.
+LAYOUT_SCRIPT = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const article = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
+  const edge = article.getBoundingClientRect().right + 1;
+  const scrolls = (box) => ["auto", "scroll"].includes(getComputedStyle(box).overflowX);
+  const held = (el) => {
+    for (let box = el; box && box !== article; box = box.parentElement) {
+      if (scrolls(box) && box.getBoundingClientRect().right <= edge) return true;
+    }
+    return false;
+  };
+  const cut = [];
+  for (const el of article.querySelectorAll("table, pre, img, figure, div.output, mjx-container")) {
+    const right = el.getBoundingClientRect().right;
+    if (right > edge && !held(el)) {
+      cut.push(`${el.tagName.toLowerCase()} ${Math.round(right - edge)} px past the text`);
+    }
+  }
+  const sideways = document.documentElement.scrollWidth - window.innerWidth;
+  const report = document.createElement("pre");
+  report.id = "elasticity-layout";
+  report.textContent = JSON.stringify({cut: cut, sideways: sideways});
+  document.body.appendChild(report);
+}, 500));
+</script>"""
+
+
+def layout_problems(path: Path, profile: Path) -> list[str]:
+    """In Chromium, 1280 pixels wide: tables, code, figures and outputs that stick out of the text column
+    unless they scroll inside their own box, and a page that scrolls sideways. [] when all fit."""
+    probe = path.with_name(f".layout-{path.name}")  # beside the page, so that its styles and scripts load
+    probe.write_text(path.read_text().replace("</body>", LAYOUT_SCRIPT + "</body>"))
+    try:
+        dom = chromium("--dump-dom", "--window-size=1280,1600", probe.resolve().as_uri(), profile=profile)
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="elasticity-layout">(.*?)</pre>', dom, flags=re.S)
+    if found is None:
+        return ["the layout was not measured (the page's scripts did not finish)"]
+    report = json.loads(html.unescape(found.group(1)))
+    problems = [f"{len(report['cut'])} sticking out of the text column: {report['cut'][:3]}"] if report["cut"] else []
+    if report["sideways"] > 0:
+        problems.append(f"the page scrolls sideways by {report['sideways']} px")
+    return problems
+
+
 def check_page(html_dir: Path, page: str, out_dir: Path) -> dict:
     """Screenshot one page and inspect its DOM after scripts ran."""
     path = html_dir / f"{page}.html"
@@ -95,6 +145,8 @@ def check_page(html_dir: Path, page: str, out_dir: Path) -> dict:
     problems = page_problems(path)
     if browser and math_in_source and not typeset:
         problems.append("math was not typeset")
+    if browser:
+        problems += layout_problems(path, profile)
     if missing:
         problems.append(f"missing images: {missing}")
     return {"page": page, "ok": not problems, "browser": bool(browser), "math_elements": math_in_source,
@@ -116,7 +168,7 @@ def main() -> int:
     ok = True
     if not (shutil.which("chromium") or shutil.which("chromium-browser")):
         print("check_html: Debian's chromium is not installed (apt-get install chromium): no screenshots, and "
-              "typeset math is not checked", file=sys.stderr)
+              "neither typeset math nor layout is checked", file=sys.stderr)
     for page in args.pages or all_pages(Path(args.html_dir)):
         report = check_page(Path(args.html_dir), page, out_dir)
         if page in args.expect_figures and report.get("images", 0) == 0:

@@ -1,5 +1,8 @@
 """Tests of scripts/check_html.py: what a reader would trip on in a built page, read from its HTML."""
 
+import shutil
+
+import pytest
 from conftest import load_script
 
 check_html = load_script("scripts/check_html.py", "check_html")
@@ -46,3 +49,19 @@ def test_every_page_is_listed_but_sphinx_own(tmp_path):
     assert check_html.all_pages(tmp_path) == ["book/intro", "index", "notebooks/rebound"]
     (tmp_path / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html" />\n')
     assert check_html.all_pages(tmp_path) == ["book/intro", "notebooks/rebound"]  # a redirect is no page
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no chromium")
+def test_layout_names_what_sticks_out_unless_it_scrolls_in_its_own_box(tmp_path):
+    wide = '<table style="width:1000px"><tr><td>a</td></tr></table>'
+
+    def problems(name, body):
+        path = page(tmp_path, f'<article class="bd-article" style="width:600px">{body}</article>', name, "book")
+        found = check_html.layout_problems(path, tmp_path / ".profile")
+        assert not list(path.parent.glob(".layout-*")), "the probe copy is removed"
+        return found
+
+    assert problems("fits", "<p>prose</p>" + wide.replace("1000px", "500px")) == []
+    assert problems("held", f'<div style="overflow-x:auto">{wide}</div>') == []
+    assert problems("cut", wide) == ["1 sticking out of the text column: ['table 399 px past the text']"]
+    assert problems("sideways", wide.replace("1000px", "2000px"))[1] == "the page scrolls sideways by 728 px"
