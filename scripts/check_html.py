@@ -76,8 +76,9 @@ def all_pages(html_dir: Path) -> list[str]:
                   and 'http-equiv="Refresh"' not in p.read_text()[:200])
 
 
-# Run in the page after it loaded: what sticks out past the article's right edge without a scrolling box
-# around it (cut, or pushing the page sideways), written into the DOM for --dump-dom to return.
+# Run in the page after it loaded, its report written into the DOM for --dump-dom to return: what sticks out
+# past the article's right edge without a scrolling box around it (cut, or pushing the page sideways), the
+# code blocks that need sideways scrolling, and how many tables and outputs scroll inside their own box.
 LAYOUT_SCRIPT = """<script>
 window.addEventListener("load", () => setTimeout(() => {
   const article = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
@@ -96,18 +97,21 @@ window.addEventListener("load", () => setTimeout(() => {
       cut.push(`${el.tagName.toLowerCase()} ${Math.round(right - edge)} px past the text`);
     }
   }
-  const sideways = document.documentElement.scrollWidth - window.innerWidth;
+  const wide = (el) => el.scrollWidth > el.clientWidth + 1;
+  const code = [...article.querySelectorAll("div.highlight pre")].filter(wide)
+    .map((el) => el.textContent.trim().split("\\n")[0].slice(0, 40));
+  const scrolling = [...article.querySelectorAll("div.cell_output table, div.cell_output div.output")].filter(wide);
   const report = document.createElement("pre");
   report.id = "elasticity-layout";
-  report.textContent = JSON.stringify({cut: cut, sideways: sideways});
+  report.textContent = JSON.stringify({cut: cut, code: code, scrolling: scrolling.length,
+                                       sideways: document.documentElement.scrollWidth - window.innerWidth});
   document.body.appendChild(report);
 }, 500));
 </script>"""
 
 
-def layout_problems(path: Path, profile: Path) -> list[str]:
-    """In Chromium, 1280 pixels wide: tables, code, figures and outputs that stick out of the text column
-    unless they scroll inside their own box, and a page that scrolls sideways. [] when all fit."""
+def layout(path: Path, profile: Path) -> dict:
+    """Lay the page out in Chromium, 1280 pixels wide, and return what `LAYOUT_SCRIPT` measured."""
     probe = path.with_name(f".layout-{path.name}")  # beside the page, so that its styles and scripts load
     probe.write_text(path.read_text().replace("</body>", LAYOUT_SCRIPT + "</body>"))
     try:
@@ -115,10 +119,20 @@ def layout_problems(path: Path, profile: Path) -> list[str]:
     finally:
         probe.unlink()
     found = re.search(r'<pre id="elasticity-layout">(.*?)</pre>', dom, flags=re.S)
-    if found is None:
+    return json.loads(html.unescape(found.group(1))) if found else {}
+
+
+def layout_problems(report: dict) -> list[str]:
+    """What a reader 1280 pixels wide would trip on: anything sticking out of the text column (unless it scrolls
+    inside its own box), a code block that needs sideways scrolling, a page that scrolls sideways. [] when none;
+    tables and outputs too wide for the column scrolling inside their cell are not a problem."""
+    if not report:
         return ["the layout was not measured (the page's scripts did not finish)"]
-    report = json.loads(html.unescape(found.group(1)))
-    problems = [f"{len(report['cut'])} sticking out of the text column: {report['cut'][:3]}"] if report["cut"] else []
+    problems = []
+    if report["cut"]:
+        problems.append(f"{len(report['cut'])} sticking out of the text column: {report['cut'][:3]}")
+    if report["code"]:
+        problems.append(f"{len(report['code'])} code blocks scroll sideways: {report['code'][:3]}")
     if report["sideways"] > 0:
         problems.append(f"the page scrolls sideways by {report['sideways']} px")
     return problems
@@ -145,13 +159,15 @@ def check_page(html_dir: Path, page: str, out_dir: Path) -> dict:
     problems = page_problems(path)
     if browser and math_in_source and not typeset:
         problems.append("math was not typeset")
+    measured = layout(path, profile) if browser else {}
     if browser:
-        problems += layout_problems(path, profile)
+        problems += layout_problems(measured)
     if missing:
         problems.append(f"missing images: {missing}")
     return {"page": page, "ok": not problems, "browser": bool(browser), "math_elements": math_in_source,
             "typeset": typeset,
-            "images": len(images), "figures": figures, "screenshot": str(shot), "problems": problems,
+            "images": len(images), "figures": figures, "scrolling_tables": measured.get("scrolling"),
+            "screenshot": str(shot), "problems": problems,
             "screenshot_bytes": shot.stat().st_size if shot.is_file() else 0}
 
 

@@ -108,8 +108,12 @@ def test_whole_book_builds_strictly_at_smoke_scale(tmp_path):
     check_html = load_script("scripts/check_html.py", "check_html")  # what a reader trips on, page by page
     assert any("rebound.config(" in code for code in check_html.shown_code((html / "notebooks" / "rebound.html")
                                                                            .read_text()))
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")  # where it is, the layout too
     for page in check_html.all_pages(html):
         assert check_html.page_problems(html / f"{page}.html") == [], page
+        if browser:
+            measured = check_html.layout(html / f"{page}.html", tmp_path / ".profile")
+            assert check_html.layout_problems(measured) == [], page
         assert "_static/elasticity.css" in (html / f"{page}.html").read_text(), page  # wide tables scroll
     for stem in CHAPTERS:  # each chapter's page tells how to run it again
         page = next(html.rglob(f"{stem}.html")).read_text()

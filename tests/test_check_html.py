@@ -54,14 +54,19 @@ def test_every_page_is_listed_but_sphinx_own(tmp_path):
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no chromium")
 def test_layout_names_what_sticks_out_unless_it_scrolls_in_its_own_box(tmp_path):
     wide = '<table style="width:1000px"><tr><td>a</td></tr></table>'
+    code = '<div class="highlight"><pre style="white-space:pre">{}</pre></div>'
 
     def problems(name, body):
         path = page(tmp_path, f'<article class="bd-article" style="width:600px">{body}</article>', name, "book")
-        found = check_html.layout_problems(path, tmp_path / ".profile")
+        found = check_html.layout_problems(check_html.layout(path, tmp_path / ".profile"))
         assert not list(path.parent.glob(".layout-*")), "the probe copy is removed"
         return found
 
-    assert problems("fits", "<p>prose</p>" + wide.replace("1000px", "500px")) == []
+    assert problems("fits", "<p>prose</p>" + wide.replace("1000px", "500px") + code.format("x = 1")) == []
     assert problems("held", f'<div style="overflow-x:auto">{wide}</div>') == []
     assert problems("cut", wide) == ["1 sticking out of the text column: ['table 399 px past the text']"]
     assert problems("sideways", wide.replace("1000px", "2000px"))[1] == "the page scrolls sideways by 728 px"
+    long = "x = " + "1 + " * 60 + "1"
+    assert problems("code", f'<div style="overflow-x:auto">{code.format(long)}</div>') == [
+        "1 code blocks scroll sideways: ['x = 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + ']"]
+    assert check_html.layout_problems({}) == ["the layout was not measured (the page's scripts did not finish)"]
