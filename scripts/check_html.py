@@ -160,8 +160,7 @@ def check_page(html_dir: Path, page: str, out_dir: Path) -> dict:
     if browser and math_in_source and not typeset:
         problems.append("math was not typeset")
     measured = layout(path, profile) if browser else {}
-    if browser:
-        problems += layout_problems(measured)
+    problems += layout_problems(measured) if browser else []
     if missing:
         problems.append(f"missing images: {missing}")
     return {"page": page, "ok": not problems, "browser": bool(browser), "math_elements": math_in_source,
