@@ -7,10 +7,8 @@ verdicts are in `rebound_judge`, figures in `rebound_figures`).
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 import elasticity.config
-from elasticity import compression, data, finetune, generate, models, parallel, results, scoring
+from elasticity import compression, data, finetune, generate, models, parallel, preference, results, scoring
 from elasticity.config import UserError, check_types
 
 NAME = "rebound"  # the units' directories under the results cache: rebound-base, rebound-unit
@@ -314,12 +312,12 @@ def _negative_run(u: Unit, model, tokenizer, negative: list[data.Example], evalu
     its protocol is our assumption. (DPO, through trl, shuffles the pairs with the seed, so its first n
     pairs are a seeded random n-subset rather than the first n.)
     """
-    if u.reverse == "dpo":
+    if u.reverse in preference.ALGORITHMS:
         # Both answers of a pair answer the same prompt: the rejected one is the positive model's own sample
         # (as long as the training window allows), so the pair differs in sentiment, not in prompt coherence.
         rejected = generate.generate(model, tokenizer, [n.prompt for n in negative], max_new_tokens=u.max_length,
                                      seed=u.seed, batch_size=GENERATE_BATCH, progress=False)
-        return _dpo_run(u, model, tokenizer, _dpo_pairs(negative, rejected), evaluate)
+        return _preference_run(u, model, tokenizer, _dpo_pairs(negative, rejected), evaluate)
     steps_at = {n // u.batch_size: n for n in u.negative_sizes}
     rows: list[dict] = []
 
@@ -333,48 +331,21 @@ def _negative_run(u: Unit, model, tokenizer, negative: list[data.Example], evalu
     return rows
 
 
-def _dpo_run(u: Unit, model, tokenizer, pairs: list[dict], evaluate) -> list[dict]:
-    """The reverse step by DPO (trl's DPOTrainer), the positive model its own frozen reference."""
-    import datasets
-    from transformers import PrinterCallback, TrainerCallback
-    from trl import DPOConfig, DPOTrainer
-
+def _preference_run(u: Unit, model, tokenizer, pairs: list[dict], evaluate) -> list[dict]:
+    """The reverse step by a preference algorithm (`preference.train`), the positive model its own frozen
+    reference, evaluated after each of `u.negative_sizes` pairs."""
     steps_at = {n // u.batch_size: n for n in u.negative_sizes}
     rows: list[dict] = []
 
-    class _Evaluate(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ARG002
-            if state.global_step in steps_at:
-                rows.append({"negative_examples": steps_at[state.global_step], **evaluate(model)})
+    def on_step(step: int, trained) -> None:
+        if step in steps_at:
+            rows.append({"negative_examples": steps_at[step], **evaluate(trained)})
 
-    reference = copy.deepcopy(model).eval()
-    if hasattr(reference, "merge_and_unload"):
-        # A LoRA model's frozen reference is its positive model with the adapters merged in: trl's fused forward
-        # reads a plain causal LM's backbone, which a peft wrapper does not expose.
-        reference = reference.merge_and_unload()
-    bars = datasets.utils.logging.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # trl's dataset preparation, once per unit: noise in a chapter
-    with tempfile.TemporaryDirectory(prefix="rebound-dpo-") as tmp:
-        args = DPOConfig(output_dir=tmp, per_device_train_batch_size=u.batch_size, num_train_epochs=1,
-                         learning_rate=u.reverse_learning_rate, lr_scheduler_type="constant", warmup_steps=0,
-                         beta=u.dpo_beta, max_length=u.max_length, report_to=[], save_strategy="no",
-                         logging_strategy="no", seed=u.seed, data_seed=u.seed, disable_tqdm=True,
-                         use_cpu=u.device == "cpu", dataloader_drop_last=False,
-                         # float32 and no activation checkpointing, as the SFT steps (trl defaults to bf16 autocast,
-                         # which a CPU without bf16 units emulates slowly, and to checkpointing, which also turns
-                         # the KV cache off in the evaluations' sampling)
-                         bf16=False, gradient_checkpointing=False)
-        trainer = DPOTrainer(model=model, ref_model=reference, args=args,
-                             train_dataset=datasets.Dataset.from_list(pairs), processing_class=tokenizer,
-                             callbacks=[_Evaluate()])
-        trainer.remove_callback(PrinterCallback)  # it prints the final log line with tqdm disabled
-        try:
-            trainer.train()
-        finally:
-            if bars:
-                datasets.enable_progress_bars()
+    cfg = preference.PreferenceConfig(u.reverse, learning_rate=u.reverse_learning_rate, batch_size=u.batch_size,
+                                      max_length=u.max_length, seed=u.seed, beta=u.dpo_beta, device=u.device)
+    preference.train(model, tokenizer, pairs, cfg, on_step=on_step)
     if [r["negative_examples"] for r in rows] != list(u.negative_sizes):
-        raise RuntimeError(f"DPO evaluated after {[r['negative_examples'] for r in rows]} examples, "
+        raise RuntimeError(f"{u.reverse} evaluated after {[r['negative_examples'] for r in rows]} examples, "
                            f"expected {list(u.negative_sizes)}")
     return rows
 
