@@ -141,7 +141,7 @@ def counting_loads(counter: FlopCounter):
 
 # The phases of a rebound unit, and the module functions that mark them (patched while the sweep runs).
 PHASES = {"load": ("elasticity.models", "load"), "sft": ("elasticity.finetune", "finetune"),
-          "dpo": ("elasticity.experiments.rebound_units", "_dpo_run"), "generate": ("elasticity.generate", "generate"),
+          "preference": ("elasticity.preference", "train"), "generate": ("elasticity.generate", "generate"),
           "score": ("elasticity.scoring", "score"), "kl": ("elasticity.scoring", "kl_divergence"),
           "kl_base": ("elasticity.scoring", "text_log_probs"),
           "compression": ("elasticity.experiments.rebound_units", "_bits_per_token")}
