@@ -62,11 +62,6 @@ class PreferenceConfig:
         if self.beta is not None and self.beta <= 0:
             raise config.UserError(f"beta = {self.beta}; must be > 0")
 
-    @property
-    def anchored(self) -> bool:
-        """Whether the algorithm trains against a frozen reference model."""
-        return self.algorithm in ("dpo", "kto")
-
 
 def kto_rows(pairs: list[dict]) -> list[dict]:
     """KTO's unpaired rows: each pair's chosen answer (desirable), then its rejected answer (undesirable)."""
@@ -91,7 +86,8 @@ def _trainer(model, tokenizer, pairs: list[dict], cfg: PreferenceConfig, output_
                   save_strategy="no", logging_strategy="no", seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=True,
                   use_cpu=cfg.device == "cpu", dataloader_drop_last=False,
                   # float32 and no activation checkpointing, as the SFT steps (trl defaults to bf16 autocast, which
-                  # a CPU without bf16 units emulates slowly, and to checkpointing)
+                  # a CPU without bf16 units emulates slowly, and to checkpointing, which also turns the KV cache
+                  # off in the evaluations' sampling)
                   bf16=False, gradient_checkpointing=False, beta=cfg.beta or DEFAULT_BETA[cfg.algorithm])
     if cfg.algorithm == "dpo":
         from trl import DPOConfig, DPOTrainer
