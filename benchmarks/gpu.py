@@ -396,8 +396,9 @@ def run(args) -> dict:
             "workers": args.workers,
             "sweep": {"tasks": list(cfg.tasks), "positive_sizes": list(cfg.positive_sizes),
                       "negative_sizes": list(cfg.negative_sizes), "seeds": list(cfg.seeds),
-                      "dpo_task": cfg.dpo_task, "units": len(todo), "curve_rows": int(len(out["curves"])),
-                      "verdicts": int(len(out["verdicts"]))},
+                      "preference_task": cfg.preference_task, "algorithms": list(cfg.algorithms),
+                      "reversed_direction": cfg.reversed_direction, "units": len(todo),
+                      "curve_rows": int(len(out["curves"])), "verdicts": int(len(out["verdicts"]))},
             "completed": completed,  # False: stopped by SIGTERM; sweep_s and FLOPs cover the units done
             "units_done": units_done(cache),
             "setup_s": round(setup_s, 1),

@@ -40,6 +40,9 @@ CASES = [
     (["run", "rebound", "-p", "seeds", "(1, 1)"], "parameter 'seeds' = (1, 1)"),
     (["run", "rebound", "-p", "positive_sizes", "(0, 10)"], "accepted: a tuple of ints >= 1 (distinct, increasing)"),
     (["run", "rebound", "-p", "negative_sizes", "(10, 5)"], "parameter 'negative_sizes' = (10, 5)"),
+    (["run", "rebound", "-p", "algorithms", "ppo2"], "parameter 'algorithms' = 'ppo2' of chapter 'rebound'; accepted: "
+     "a tuple of names from dpo, kto, simpo"),
+    (["run", "rebound", "-p", "algorithms", "('dpo', 'ppo')"], "accepted: a tuple of names from dpo, kto, simpo"),
     (["run", "rebound", "-p", "positive_epochs", "'many'"], "parameter 'positive_epochs' = 'many'"),
     (["run", "rebound", "-p", "control", "1"], "accepted: True or False"),
     (["run", "rebound", "--workers", "0"], "--workers 0; must be a positive integer"),

@@ -132,6 +132,9 @@ CLAIMS = {
         Claim("preference_ablation", "The rebound ordering of Figure 4 (more positive data: higher start, faster "
               "initial drop) holds when the reverse step uses PPO, DPO, KTO or SimPO.", f"Figure 7, {VERSION}",
               "CY-F, PN"),
+        Claim("reversed_direction", "With negative data first and positive data after it, the model shows the "
+              "same elasticity pattern (a fast change over the first examples of the second step, then a slower "
+              "one).", f"Figure 8, {VERSION}", "CY-F, PN"),
         Claim("theorem_4_2", "The normalized compression rate of the alignment set changes Theta(k) times faster "
               "than that of the pre-training set, with opposite sign.", f"Theorem 4.2, {VERSION}", "KO, PN, CY-F"),
     )

@@ -195,6 +195,9 @@ PARAMETERS: dict[str, Parameter] = {
     "negative_sizes": EXAMPLE_SIZES,
     "positive_epochs": POSITIVE,
     "control": Parameter(Flag()),
+    # rebound
+    "algorithms": Parameter(Many(Name(_keys_of("elasticity.preference", "ALGORITHMS")))),
+    "reversed_direction": Parameter(Flag()),
     # compression_protocol
     "split": Parameter(Name(_keys_of("elasticity.data", "SPLITS")), optional=False),
     "num_texts": COUNT,

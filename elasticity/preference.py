@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 ALGORITHMS = ("dpo", "kto", "simpo")
+ANCHORED = ("dpo", "kto")  # those that keep a frozen reference model beside the trained one
+NAMES = {"dpo": "DPO", "kto": "KTO", "simpo": "SimPO"}  # as their papers write them
 LEFT_OUT = {"ppo": "a reward model trained on the pairs, and rollouts sampled from the policy at every step"}
 # beta: DPO's and KTO's strength of the anchor to the reference model (trl's default); SimPO's reward scale
 # (the SimPO paper's 2.0, with its target margin gamma = 0.5, trl's default).

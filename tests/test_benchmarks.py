@@ -222,7 +222,7 @@ def test_gpu_dry_run_on_cpu(gpu, tmp_path, monkeypatch, capsys):
     assert all(calls[k] > 0 for k in gpu.PHASES) and calls["kl"] > calls["kl_base"]
     assert sum(phases.values()) == pytest.approx(record["unit_s"], abs=0.5)  # in process: every unit
     assert record["unit_s"] <= record["sweep_s"] and record["workers"] == 1
-    assert record["sweep"]["units"] == record["units_done"] == 20 and record["completed"]
+    assert record["sweep"]["units"] == record["units_done"] == 34 and record["completed"]
     from elasticity import models
     assert models.load.__module__ == "elasticity.models"  # the phase functions are restored afterwards
 
@@ -236,10 +236,10 @@ def test_gpu_dry_run_in_two_workers(tmp_path):
                            "--output", str(output)], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads(output.read_text())
-    assert record["workers"] == 2 and record["completed"] and record["sweep"]["units"] == record["units_done"] == 20
-    # a load per unit, and one per positive fine-tune (2 tasks x 2 positive sizes x 2 seeds), which its SFT and DPO
-    # curves share; counted in the workers
-    assert record["phase_calls"]["load"] == 20 + 8 and record["phases_s"]["sft"] > 0
+    assert record["workers"] == 2 and record["completed"] and record["sweep"]["units"] == record["units_done"] == 34
+    # a load per unit, and one per first fine-tune (2 tasks x 2 positive sizes x 2 seeds, which the SFT and preference
+    # curves share, and 2 negative sizes x 2 seeds of the reversed direction); counted in the workers
+    assert record["phase_calls"]["load"] == 34 + 8 + 4 and record["phases_s"]["sft"] > 0
     assert record["tokens"]["train_full"] > 0 and record["counted_tflop"] > 0
     assert sum(record["phases_s"].values()) == pytest.approx(record["unit_s"], abs=0.5)
 

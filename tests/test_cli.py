@@ -292,7 +292,7 @@ def test_book_prints_the_status_of_the_training_units_before_it_builds(capsys, m
     code, _, err = run_cli(capsys, "book", "--scale", "smoke")
     assert code == 0 and built == ["units", None]
     assert err.startswith(f"training units at scale smoke in {tmp_path}:\n")
-    assert "\nrebound: 20 training units: 0 present, 0 stale, 20 missing;" in err
+    assert "\nrebound: 34 training units: 0 present, 0 stale, 34 missing;" in err
     # then a line for each unit the build caches
     assert f"\nbook: {len(units)} units, 0 cached, {len(units)} to compute\n" in err
     assert f"\nbook: 1/{len(units)} units, {units[-1].label}; 0:00 so far, about " in err

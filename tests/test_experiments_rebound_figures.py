@@ -48,3 +48,28 @@ def test_kl_figure_draws_epsilon():
     [ax] = fig.get_axes()
     assert [line.get_label() for line in ax.get_lines()] == ["50", "500", "epsilon = 0.01"]  # no control arm
     assert ax.get_yscale() == "log"
+
+
+def test_heatmaps_have_a_panel_per_reverse_step_a_row_per_positive_size_and_cells_of_seed_means():
+    curves, _ = _curves()
+    dpo = curves[curves["positive_size"] > 0].assign(reverse="dpo", share_positive=lambda f: f["share_positive"] / 2)
+    simpo = dpo.assign(reverse="simpo")
+    fig = rebound_figures.plot_heatmaps(pd.concat([curves, dpo, simpo]), "sentiment", ["sft", "dpo", "simpo"],
+                                        [50, 500])
+    panels = [ax for ax in fig.get_axes() if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["SFT", "DPO", "SimPO"]
+    for ax, scale in zip(panels, (1, 2, 2), strict=True):
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["50", "500"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "5", "10", "50"]
+        cells = [t.get_text() for t in ax.texts]
+        assert len(cells) == 8 and cells[0] == f"{0.6 / scale:.2f}" and cells[3] == f"{0.1 / scale:.2f}"
+
+
+def test_reversed_curves_are_drawn_apart_along_positive_examples():
+    curves, base = _curves()
+    back = curves.assign(direction="reversed", share_positive=lambda f: 0.1 + f["negative_examples"] / 100)
+    both = pd.concat([curves.assign(direction="forward"), back])
+    ax = rebound_figures.plot_curves(both, base, direction="reversed").get_axes()[0]
+    assert ax.get_xlabel() == "positive examples" and ax.get_lines()[1].get_ydata()[0] == 0.1
+    ax = rebound_figures.plot_curves(both, base).get_axes()[0]  # forward by default, as before
+    assert ax.get_xlabel() == "negative examples" and ax.get_lines()[1].get_ydata()[0] == 0.6

@@ -59,5 +59,5 @@ def test_a_repeated_rate_is_refused_before_any_work(monkeypatch):
         rebound_pilot.config(learning_rates=(1e-3, 1e-3))
     with pytest.raises(UserError, match="dpo_learning_rates .* repeats a rate"):
         rebound_pilot.config(dpo_learning_rates=(1e-3, 1e-3))
-    with pytest.raises(UserError, match="dpo_learning_rate"):
+    with pytest.raises(UserError, match="preference_learning_rate"):
         rebound_pilot.config(dpo_learning_rates=(1e-4, 2.0))  # a later rate is checked too

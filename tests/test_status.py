@@ -91,14 +91,15 @@ def test_a_computed_chapter_is_present_and_the_cli_reports_it(tmp_path, monkeypa
 
     monkeypatch.setenv("ELASTICITY_CACHE", str(tmp_path))
     monkeypatch.setenv("ELASTICITY_SCALE", "smoke")
-    cfg = rebound.config(seeds=(0,), tasks=("sentiment",), kl_task="sentiment", dpo_task=None, positive_sizes=(8,))
+    cfg = rebound.config(seeds=(0,), tasks=("sentiment",), kl_task="sentiment", positive_sizes=(8,),
+                         preference_positive_sizes=(8,), algorithms=("dpo",), reversed_direction=False)
     units = rebound.cached_units(cfg)
     assert {status.unit_state(u)["state"] for u in units} == {status.MISSING}
     rebound.run(cfg)
     assert {status.unit_state(u)["state"] for u in units} == {status.PRESENT}
     out = subprocess.run([sys.executable, "-m", "elasticity.cli", "status", "rebound"], capture_output=True,
                          text=True, check=True).stdout
-    assert out.startswith(f"training units at scale smoke in {tmp_path}:\nrebound: 20 training units: ")
+    assert out.startswith(f"training units at scale smoke in {tmp_path}:\nrebound: 34 training units: ")
     bad = subprocess.run([sys.executable, "-m", "elasticity.cli", "status", "no-such-chapter"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and bad.stdout == "" and len(bad.stderr.strip().splitlines()) == 1

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 import elasticity.config
-from elasticity import data, models, paper, results, verdicts
+from elasticity import data, models, paper, preference, results, verdicts
 from elasticity.config import UserError, check_types
 from elasticity.experiments import rebound_judge, rebound_units
 from elasticity.experiments.rebound_units import OFFLINE_TASKS, PAPER_TASKS, SWEEP_SMOKE, Protocol
@@ -21,14 +23,18 @@ TABLES = ("curves", "base")  # the measured tables (`measure`), all that an arch
 
 @dataclass(frozen=True)
 class Config(Protocol):
-    """The rebound experiment: both tasks, one model, every positive size, SFT (and DPO) reverse steps."""
+    """The rebound experiment: both tasks, one model, every positive size, SFT and preference reverse steps, and the
+    reversed direction (negative data first)."""
 
     tasks: tuple[str, ...] = OFFLINE_TASKS  # keys of data.TASKS
     size: str | None = None  # key of models.sizes(family); None: the family's default size
-    dpo_task: str | None = "sentiment"  # task of the DPO ablation (paper: IMDb); None: no ablation
-    dpo_positive_sizes: tuple[int, ...] = (50, 500)  # positive sizes the DPO ablation starts from
-    dpo_beta: float = 0.1  # DPO's beta (strength of the KL anchor to the reference model)
-    dpo_learning_rate: float = 2e-3  # learning rate of the DPO reverse step (constant)
+    preference_task: str | None = "sentiment"  # task of the preference ablation (paper: IMDb); None: none
+    preference_positive_sizes: tuple[int, ...] = (50, 100, 250, 500)  # positive sizes the ablation starts from
+    algorithms: tuple[str, ...] = preference.ALGORITHMS  # its reverse steps (each at its DEFAULT_BETA)
+    preference_learning_rate: float = 2e-3  # learning rate of a preference reverse step (constant)
+    reversed_direction: bool = True  # also run the reversed direction: negative SFT first, then positive
+    reversed_task: str = "sentiment"  # its task (paper: not stated)
+    reversed_sizes: tuple[int, ...] = (50, 100, 250, 500)  # negative examples of its first SFT (a curve per size)
     kl_task: str = "safety"  # task of the KL-to-base table (paper: BeaverTails)
     kl_epsilon: float = 0.01  # KL threshold (nats/token) of the table's "negative examples to return"
     control: bool = True  # also fine-tune the base model on the negative data (positive size 0), per task and seed
@@ -39,18 +45,29 @@ class Config(Protocol):
         self._check_tasks(self.tasks)
         if self.size is not None:
             elasticity.config.choice(f"size of family {self.family!r}", self.size, models.sizes(self.family))
-        if self.dpo_task is not None:
-            elasticity.config.choice("dpo_task", self.dpo_task, data.TASKS)
-            if not self.dpo_positive_sizes or len(set(self.dpo_positive_sizes)) != len(self.dpo_positive_sizes):
-                raise UserError(f"dpo_positive_sizes {self.dpo_positive_sizes!r} is empty or repeats a size")
-            if min(self.dpo_positive_sizes) < 1:
-                raise UserError(f"dpo_positive_sizes {self.dpo_positive_sizes!r} must be positive integers")
+        for task, sizes in (("preference_task", "preference_positive_sizes"), ("reversed_task", "reversed_sizes")):
+            if getattr(self, task) is not None and (task == "preference_task" or self.reversed_direction):
+                elasticity.config.choice(task, getattr(self, task), data.TASKS)
+                values = getattr(self, sizes)
+                if not values or len(set(values)) != len(values) or min(values) < 1:
+                    raise UserError(f"{sizes} {values!r} must be distinct positive integers")
+        if self.preference_task is not None:
+            if not self.algorithms or len(set(self.algorithms)) != len(self.algorithms):
+                raise UserError(f"algorithms {self.algorithms!r} is empty or repeats a name")
+            for name in self.algorithms:
+                preference.check_algorithm("algorithms", name)
         elasticity.config.choice("kl_task", self.kl_task, self.tasks)
-        for name in ("dpo_beta", "kl_epsilon"):
-            if not getattr(self, name) > 0:
-                raise UserError(f"{name} = {getattr(self, name)}; must be positive")
-        if not 0 < self.dpo_learning_rate < 1:
-            raise UserError(f"dpo_learning_rate = {self.dpo_learning_rate}; must be in (0, 1)")
+        if not self.kl_epsilon > 0:
+            raise UserError(f"kl_epsilon = {self.kl_epsilon}; must be positive")
+        if not 0 < self.preference_learning_rate < 1:
+            raise UserError(f"preference_learning_rate = {self.preference_learning_rate}; must be in (0, 1)")
+
+    @property
+    def side_tasks(self) -> tuple[str, ...]:
+        """The tasks of the preference ablation and the reversed direction that are not among `tasks`."""
+        wanted = (self.preference_task, self.reversed_task if self.reversed_direction else None)
+        extra = (t for t in wanted if t is not None and t not in self.tasks)
+        return tuple(dict.fromkeys(extra))
 
 
 PRESETS = {
@@ -64,7 +81,8 @@ PRESETS = {
     # 0.086 +- 0.041 on sentiment (2.1 standard errors: not resolved at three seeds) and 0.033 +- 0.011 on
     # safety (resolved); the README's table has the current figures.
     "default": Config(positive_epochs=10.0),
-    "smoke": Config(**{**SWEEP_SMOKE, "positive_sizes": (8, 16)}, dpo_positive_sizes=(8, 16)),
+    "smoke": Config(**{**SWEEP_SMOKE, "positive_sizes": (8, 16)}, preference_positive_sizes=(8, 16),
+                    reversed_sizes=(8, 16)),
 }
 
 
@@ -72,7 +90,7 @@ PRESETS = {
 # pre-trained model (SmolLM2, the hub families) is fine-tuned at a rate typical of full SFT of such models
 # instead, for one positive pass.
 PRETRAINED_LEARNING_RATE = 2e-5  # SFT of a pre-trained family, unless given
-PRETRAINED_DPO_LEARNING_RATE = 5e-6  # DPO of a pre-trained family, unless given
+PRETRAINED_PREFERENCE_LEARNING_RATE = 5e-6  # a preference reverse step of a pre-trained family, unless given
 PRETRAINED_POSITIVE_EPOCHS = 1.0  # positive SFT passes of a pre-trained family, unless given
 
 
@@ -104,8 +122,10 @@ def preset_config(presets: dict, overrides: dict):
 # divided by 20 at the ends (positive 1k..10k -> 50..500, with 150 between; negative 100..2,000 -> 5..100), 48
 # prompts answered with 16 new tokens, one positive pass.
 FAMILY_SETTINGS = {
-    "smollm2-135m": {"lora": True, "learning_rate": 3e-3, "dpo_learning_rate": 1e-3, "positive_epochs": 1.0,
-                     "positive_sizes": (50, 150, 500), "dpo_positive_sizes": (50, 500), "max_new_tokens": 16},
+    "smollm2-135m": {"lora": True, "learning_rate": 3e-3, "preference_learning_rate": 1e-3, "positive_epochs": 1.0,
+                     "positive_sizes": (50, 150, 500), "preference_positive_sizes": (50, 500), "max_new_tokens": 16,
+                     # DPO alone, and no reversed direction, until their units are run on the CPU and archived
+                     "algorithms": ("dpo",), "reversed_direction": False},
 }
 
 
@@ -113,7 +133,7 @@ def config(**overrides) -> Config:
     """The preset of the current scale (`ELASTICITY_SCALE`) with the non-None overrides.
 
     A family of `FAMILY_SETTINGS` takes its settings there at the default scale; another family other than
-    tiny is fine-tuned at `PRETRAINED_LEARNING_RATE` (and DPO at `PRETRAINED_DPO_LEARNING_RATE`) for
+    tiny is fine-tuned at `PRETRAINED_LEARNING_RATE` (and by preference at `PRETRAINED_PREFERENCE_LEARNING_RATE`) for
     `PRETRAINED_POSITIVE_EPOCHS` positive passes unless told otherwise; a hub family (not tiny or smollm2-135m)
     runs the paper's tasks (IMDb, BeaverTails) when `tasks` is unset.
     """
@@ -121,10 +141,11 @@ def config(**overrides) -> Config:
     if elasticity.config.scale() == "default":
         settings = FAMILY_SETTINGS.get(family, {})
         overrides = {**overrides, **{k: v for k, v in settings.items() if overrides.get(k) is None}}
-    if family != "tiny" and overrides.get("dpo_learning_rate") is None:
-        overrides["dpo_learning_rate"] = PRETRAINED_DPO_LEARNING_RATE
+    if family != "tiny" and overrides.get("preference_learning_rate") is None:
+        overrides["preference_learning_rate"] = PRETRAINED_PREFERENCE_LEARNING_RATE
     if overrides.get("tasks") is None and family not in ("tiny", "smollm2-135m"):
-        overrides = {**overrides, "tasks": PAPER_TASKS, "dpo_task": PAPER_TASKS[0], "kl_task": PAPER_TASKS[1]}
+        overrides = {**overrides, "tasks": PAPER_TASKS, "preference_task": PAPER_TASKS[0],
+                     "reversed_task": PAPER_TASKS[0], "kl_task": PAPER_TASKS[1]}
     return preset_config(PRESETS, overrides)
 
 
@@ -148,22 +169,40 @@ def sweep_units(p: Protocol, task: str, models: list[tuple[str | None, int | Non
     return found
 
 
+def preference_units(cfg: Config) -> list:
+    """The preference ablation's curve units: per algorithm, positive size and seed, from the SFT arm's positive
+    models (`[]` without an ablation)."""
+    if cfg.preference_task is None:
+        return []
+    return [rebound_units.unit(cfg, cfg.preference_task, cfg.size, None, n, s, algorithm,
+                               cfg.preference_learning_rate)
+            for algorithm in cfg.algorithms for n in cfg.preference_positive_sizes for s in cfg.seeds]
+
+
+def reversed_units(cfg: Config) -> list:
+    """The reversed direction's curve units: SFT on negative data first (per size of `reversed_sizes`; 0 the
+    control arm where `control`), then SFT on positive data, per seed (`[]` without `reversed_direction`)."""
+    if not cfg.reversed_direction:
+        return []
+    sizes = ((0,) if cfg.control else ()) + tuple(cfg.reversed_sizes)
+    return [rebound_units.unit(cfg, cfg.reversed_task, cfg.size, None, n, s, direction="reversed")
+            for n in sizes for s in cfg.seeds]
+
+
 def units(cfg: Config) -> list:
-    """The base and curve units of the experiment, task by task (the DPO ablation's after its task's SFT curves,
-    whose positive models it starts from), in the order the chapter shows them and a run computes them. The KL to
-    the base model is measured on the KL table's curves only (`kl_task`, SFT, a positive size)."""
+    """The base and curve units of the experiment, task by task (the preference ablation's and the reversed
+    direction's after their task's SFT curves, whose positive models the ablation starts from), in the order the
+    chapter shows them and a run computes them. The KL to the base model is measured on the KL table's curves only
+    (`kl_task`, SFT, a positive size)."""
     found: list = []
-    dpo = [] if cfg.dpo_task is None else [
-        rebound_units.unit(cfg, cfg.dpo_task, cfg.size, None, n, s, "dpo", cfg.dpo_learning_rate, cfg.dpo_beta)
-        for n in cfg.dpo_positive_sizes for s in cfg.seeds]
-    for task in cfg.tasks:
-        found += sweep_units(cfg, task, [(cfg.size, None)], kl=task == cfg.kl_task)
-        if cfg.control:
-            found += [rebound_units.unit(cfg, task, cfg.size, None, 0, s) for s in cfg.seeds]
-        if task == cfg.dpo_task:
-            found += dpo
-    if cfg.dpo_task is not None and cfg.dpo_task not in cfg.tasks:
-        found += [rebound_units.base_unit(cfg, cfg.dpo_task, cfg.size, None, s) for s in cfg.seeds] + dpo
+    for task in cfg.tasks + cfg.side_tasks:
+        if task in cfg.tasks:
+            found += sweep_units(cfg, task, [(cfg.size, None)], kl=task == cfg.kl_task)
+            if cfg.control:
+                found += [rebound_units.unit(cfg, task, cfg.size, None, 0, s) for s in cfg.seeds]
+        else:
+            found += [rebound_units.base_unit(cfg, task, cfg.size, None, s) for s in cfg.seeds]
+        found += [u for u in preference_units(cfg) + reversed_units(cfg) if u.task == task]
     return found
 
 
@@ -173,20 +212,25 @@ def cached_units(cfg: Config) -> list[results.Unit]:
 
 
 def run(cfg: Config) -> dict:
-    """Run the rebound protocol on every task, positive size and seed, and the DPO ablation, and judge it.
+    """Run the rebound protocol on every task, positive size and seed, the preference ablation and the reversed
+    direction, and judge it.
 
     Returns:
         A dict of tidy DataFrames: `curves` and `base` (see `rebound_units.collect`), `summary` (see
         `rebound_judge.summarize`), `kl_table` (see `rebound_judge.kl_table`) with `paper_kl_table` (the
         paper's Table 3), and `verdicts` (claims `rebound_two_phase`, `rebound_positive_size`,
-        `rebound_below_base`, `kl_table`, `preference_ablation`).
+        `rebound_below_base`, `kl_table`, `preference_ablation`, `reversed_direction`).
     """
     return judged(measure(cfg), cfg)
 
 
 def measure(cfg: Config) -> dict:
     """The measured tables `curves` and `base` (`rebound_units.collect`), computed or read unit by unit."""
-    rebound_units.check_data(cfg, cfg.tasks, cfg.positive_sizes + (cfg.dpo_positive_sizes if cfg.dpo_task else ()))
+    rebound_units.check_data(cfg, cfg.tasks, cfg.positive_sizes)
+    if cfg.preference_task is not None:
+        rebound_units.check_data(cfg, (cfg.preference_task,), cfg.preference_positive_sizes)
+    if cfg.reversed_direction:  # its first step takes negative examples, its second positive ones
+        rebound_units.check_data(cfg, (cfg.reversed_task,), cfg.negative_sizes[-1:], max(cfg.reversed_sizes))
     curves, base = rebound_units.collect(units(cfg), "rebound: fine-tunes")
     return {"curves": curves, "base": base}
 
@@ -196,19 +240,33 @@ def judged(tables: dict, cfg: Config) -> dict:
     return {**tables, **judge(tables["curves"], tables["base"], cfg)}
 
 
+REVERSED_PAPER = "negative data first, then positive: the same elasticity pattern as Figure 4 (curves only)"
+
+
 def judge(curves, base, cfg: Config) -> dict:
-    """The judging of the measured `curves` and `base`: `summary` (every readout, `rebound_judge.summarize_all`),
-    `kl_table`, `paper_kl_table`, `verdicts`.
+    """The judging of the measured `curves` and `base`: `summary` (every readout, `rebound_judge.summarize_all`,
+    of both directions: a reversed curve's readouts negated, `rebound_judge.oriented`), `kl_table`,
+    `paper_kl_table`, `verdicts`.
 
     The paper's claims are judged on its readout, the share of responses judged positive (or safe); the
     two-phase and end-of-curve claims also on the compression gap (bits per token on held-out negative less
-    positive text), the readout the paper's theory speaks of. The DPO ablation judges what the reverse step
-    does, the initial drop: its start is the positive SFT model, the SFT verdicts' evidence.
+    positive text), the readout the paper's theory speaks of. The preference ablation judges what each reverse
+    step does, the initial drop: its start is the positive SFT model, the SFT verdicts' evidence. The reversed
+    direction is judged by the two-phase and positive-size rules on its oriented readouts (claim
+    `reversed_direction`).
     """
-    summary = rebound_judge.summarize_all(curves, base, cfg.initial_negative)
-    primary = summary[summary["readout"] == rebound_judge.PRIMARY]
-    bits = summary[summary["readout"] == "bits_gap"]
-    kl_seeds = rebound_judge.kl_per_seed(curves, cfg.kl_task, cfg.kl_epsilon)
+    curves = rebound_judge.directed(curves)
+    forward = curves[curves["direction"] == "forward"]
+    backward = curves[curves["direction"] == "reversed"]
+    summary = rebound_judge.summarize_all(forward, base, cfg.initial_negative)
+    if len(backward):
+        summary = pd.concat([summary, rebound_judge.summarize_all(rebound_judge.oriented(backward, "reversed"),
+                                                                  rebound_judge.oriented(base, "reversed"),
+                                                                  cfg.initial_negative)], ignore_index=True)
+    ahead = summary[summary["direction"] == "forward"]
+    primary = ahead[ahead["readout"] == rebound_judge.PRIMARY]
+    bits = ahead[ahead["readout"] == "bits_gap"]
+    kl_seeds = rebound_judge.kl_per_seed(forward, cfg.kl_task, cfg.kl_epsilon)
     found = []
     for s in (primary, bits):
         found += rebound_judge.judge_two_phase(s, CHAPTER)
@@ -216,9 +274,15 @@ def judge(curves, base, cfg: Config) -> dict:
     for s in (primary, bits):
         found += rebound_judge.judge_end_shape(s, CHAPTER)
     found += rebound_judge.judge_kl_table(kl_seeds, CHAPTER, cfg.kl_epsilon, cfg.family)
-    if cfg.dpo_task is not None:
-        found += rebound_judge.judge_positive_size(primary, CHAPTER, reverse="dpo", claim="preference_ablation",
-                                                   parts=rebound_judge.PARTS[1:])
+    if cfg.preference_task is not None:
+        for algorithm in cfg.algorithms:
+            found += rebound_judge.judge_positive_size(primary, CHAPTER, reverse=algorithm,
+                                                       claim="preference_ablation", parts=rebound_judge.PARTS[1:])
+    if len(backward):
+        back = summary[(summary["direction"] == "reversed") & (summary["readout"] == rebound_judge.PRIMARY)]
+        found += rebound_judge.judge_two_phase(back, CHAPTER, claim="reversed_direction", paper_text=REVERSED_PAPER)
+        found += rebound_judge.judge_positive_size(back, CHAPTER, claim="reversed_direction",
+                                                   paper_text=REVERSED_PAPER)
     return {
         "summary": summary,
         "kl_table": rebound_judge.kl_summary(kl_seeds),

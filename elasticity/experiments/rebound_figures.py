@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from elasticity import data, plotting
+from elasticity import data, plotting, preference
 from elasticity.experiments import rebound_judge
 
 
@@ -21,16 +21,19 @@ def _negative_axis(ax, values, first: int) -> None:
 
 
 def plot_curves(curves: pd.DataFrame, base: pd.DataFrame, *, panel: str = "task", by: str = "positive_size",
-                reverse: str = "sft", panels=None, legend: str = "positive examples", readout: str = "share_positive"):
+                reverse: str = "sft", panels=None, legend: str = "positive examples", readout: str = "share_positive",
+                direction: str = "forward"):
     """A readout (a column of `rebound_units.READOUTS`) against negative examples: one panel per value of
     `panel`, one curve per value of `by` (positive size 0: the control arm, the base model fine-tuned on the
-    negative data alone).
+    negative data alone). In the reversed `direction` the steps swap their data: the curves are read along the
+    positive fine-tuning, one per negative size of the first step (give `legend` to say so).
 
     Curves are the mean over seeds with a ± one standard deviation band; the dashed line is the base
     model's mean over seeds in that panel. The x axis is linear up to the first negative size and
     logarithmic above it (the paper's sizes are spaced roughly geometrically).
     """
-    sub = curves[curves["reverse"] == reverse]
+    curves = rebound_judge.directed(curves)
+    sub = curves[(curves["reverse"] == reverse) & (curves["direction"] == direction)]
     panels = list(panels or dict.fromkeys(sub[panel]))
     fig, axes = plotting.new_figure(len(panels), width=3.6 * len(panels) + 0.8, height=3.4, squeeze=False)
     first = int(sub.loc[sub["negative_examples"] > 0, "negative_examples"].min())
@@ -48,7 +51,7 @@ def plot_curves(curves: pd.DataFrame, base: pd.DataFrame, *, panel: str = "task"
         level = base.loc[base[panel] == value, readout].mean()
         ax.axhline(level, ls="--", lw=1, color=plotting.COLORS["base"], label="base model")
         ax.set_title(str(value))
-        ax.set_xlabel("negative examples")
+        ax.set_xlabel(f"{rebound_judge.DIRECTIONS[direction].second} examples")
         scorer = data.task(t["task"].iloc[0]).scorer
         ax.set_ylabel(rebound_judge.READOUTS[readout].axis.format(scorer=scorer))
         _negative_axis(ax, t["negative_examples"], first)
@@ -58,7 +61,9 @@ def plot_curves(curves: pd.DataFrame, base: pd.DataFrame, *, panel: str = "task"
 
 def plot_kl(curves: pd.DataFrame, task: str, epsilon: float):
     """KL to the base model (nats/token) along the negative run, one curve per positive size."""
-    sub = curves[(curves["task"] == task) & (curves["reverse"] == "sft") & (curves["positive_size"] > 0)]
+    curves = rebound_judge.directed(curves)
+    sub = curves[(curves["task"] == task) & (curves["reverse"] == "sft") & (curves["positive_size"] > 0)
+                 & (curves["direction"] == "forward")]
     fig, ax = plotting.new_figure(width=5.0, height=3.4)
     sizes = sorted(sub["positive_size"].unique())
     for color, size in zip(plotting.series_colors(len(sizes)), sizes, strict=True):
@@ -75,4 +80,35 @@ def plot_kl(curves: pd.DataFrame, task: str, epsilon: float):
     return fig
 
 
-# ---------------------------------------------------------------------------------------------------------
+#
+
+
+def plot_heatmaps(curves: pd.DataFrame, task: str, reverses, positive_sizes, readout: str = "share_positive"):
+    """The paper's Figure 7: one heat map per reverse step (SFT, DPO, KTO, SimPO), a row per positive size and a
+    column per number of negative examples, each cell the readout's mean over seeds (written in it)."""
+    curves = rebound_judge.directed(curves)
+    sub = curves[(curves["task"] == task) & (curves["direction"] == "forward")
+                 & curves["positive_size"].isin(positive_sizes)]
+    tables = [sub[sub["reverse"] == r].pivot_table(index="positive_size", columns="negative_examples",
+                                                   values=readout, aggfunc="mean") for r in reverses]
+    low = min(float(t.min().min()) for t in tables)
+    high = max(float(t.max().max()) for t in tables)
+    if high - low < 1e-9:  # one value everywhere: a colour scale around it
+        low, high = low - 0.5, high + 0.5
+    fig, axes = plotting.new_figure(len(tables), width=2.9 * len(tables) + 1.2, height=2.6, squeeze=False)
+    image = None
+    for ax, reverse, table in zip(axes[0], reverses, tables, strict=True):
+        image = ax.imshow(table.values, cmap=plotting.SEQUENTIAL, vmin=low, vmax=high, aspect="auto",
+                          origin="lower")
+        for (i, j), value in np.ndenumerate(table.values):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if value < (low + high) / 2 else "black")
+        ax.set_xticks(range(table.shape[1]), [f"{int(c):,}" for c in table.columns], fontsize=7)
+        ax.set_yticks(range(table.shape[0]), [f"{int(r):,}" for r in table.index], fontsize=8)
+        ax.set_title(preference.NAMES.get(reverse, reverse.upper()))
+        ax.set_xlabel("negative examples")
+        ax.grid(False)
+    axes[0][0].set_ylabel("positive examples")
+    scorer = data.task(task).scorer
+    fig.colorbar(image, ax=axes[0].tolist(), label=rebound_judge.READOUTS[readout].axis.format(scorer=scorer))
+    return fig

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from elasticity import paper, stats, verdicts
+from elasticity import paper, preference, stats, verdicts
 
 # What the paper reports for the end of the negative curves (Figure 4, per CY-F and KO): the IMDb curves
 # fall below the base model's level, the BeaverTails curves converge near it. Each task is matched to
@@ -19,7 +19,37 @@ END_SHAPE = {"sentiment": "below", "sentiment-imdb": "below", "safety": "near", 
 # Summaries of the curves.
 # ---------------------------------------------------------------------------------------------------------
 
-GROUP = ["task", "model", "family", "size", "budget_tokens", "reverse", "positive_size", "seed"]
+GROUP = ["task", "model", "family", "size", "budget_tokens", "direction", "reverse", "positive_size", "seed"]
+
+
+@dataclass(frozen=True)
+class Direction:
+    """The order of a curve's two steps, in the verdicts' words: the data of the first step and of the second."""
+
+    first: str
+    second: str
+
+
+# The paper's order (Figure 4), and the reversed one (Figure 8): negative data first, then positive. A reversed
+# curve is judged on its readouts negated (`oriented`), so that its first step, like the paper's, lifts them and
+# its second step brings them down: every summary and verdict below then reads both directions alike.
+DIRECTIONS = {"forward": Direction("positive", "negative"), "reversed": Direction("negative", "positive")}
+
+
+def directed(curves: pd.DataFrame) -> pd.DataFrame:
+    """`curves` with a `direction` column: all forward where it has none (measured before the reversed direction
+    existed, as an older archive's)."""
+    return curves if "direction" in curves else curves.assign(direction="forward")
+
+
+def oriented(frame: pd.DataFrame, direction: str) -> pd.DataFrame:
+    """`frame` (curves or base rows) with every readout of `READOUTS` negated in the reversed direction."""
+    if direction == "forward":
+        return frame
+    out = frame.copy()
+    for column in READOUTS:
+        out[column] = -out[column]
+    return out
 
 
 @dataclass(frozen=True)
@@ -54,6 +84,7 @@ def summarize(curves: pd.DataFrame, base: pd.DataFrame, initial_negative: int, r
     `kl_min_nats`.
     """
     rows = []
+    curves = directed(curves)
     base_keys = ["task", "model", "seed"]
     base_level = {tuple(r[k] for k in base_keys): r[readout] for r in base.to_dict("records")}
     for key, group in curves.groupby(GROUP, sort=False, dropna=False):
@@ -90,9 +121,15 @@ def _readout(summary: pd.DataFrame) -> str:
     return summary["readout"].iloc[0] if len(summary) else PRIMARY
 
 
+def _direction(summary: pd.DataFrame) -> Direction:
+    # The direction of a `summarize` table's curves (forward where the table is empty).
+    return DIRECTIONS[summary["direction"].iloc[0] if len(summary) else "forward"]
+
+
 def _unit(summary: pd.DataFrame) -> str:
-    # The unit of the summary's readout, for the verdicts' words.
-    return READOUTS[_readout(summary)].units
+    # The unit of the summary's readout, for the verdicts' words ("negated" on a reversed curve, see `oriented`).
+    units = READOUTS[_readout(summary)].units
+    return units if _direction(summary).first == "positive" else f"{units}, negated"
 
 
 def _label(task: str, summary: pd.DataFrame) -> str:
@@ -136,12 +173,17 @@ def lift_check(summary: pd.DataFrame) -> tuple[stats.Effect, str | None]:
         precondition failed, with the lift's numbers.
     """
     lift = stats.effect(per_seed(treated(summary), "lift", [])["lift"])
-    return lift, verdicts.precondition_of(f"the positive SFT lift (start - base, {_unit(summary)})", lift)
+    first = _direction(summary).first
+    return lift, verdicts.precondition_of(f"the {first} SFT lift (start - base, {_unit(summary)})", lift)
 
 
-def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -> list[verdicts.Verdict]:
-    """Claim `rebound_two_phase`, one verdict per task: the initial slope exceeds the later slope, by more than in
-    the control arm.
+TWO_PHASE_PAPER = "fast fall over the first negative examples, then a slower decline (curves only)"
+
+
+def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft", claim: str = "rebound_two_phase",
+                    paper_text: str = TWO_PHASE_PAPER) -> list[verdicts.Verdict]:
+    """Claim `rebound_two_phase` (or `claim`), one verdict per task: the initial slope exceeds the later slope, by
+    more than in the control arm.
 
     The effect per seed: the mean over positive sizes of initial_slope - later_slope (per negative example),
     less the same gap of the control arm (negative fine-tuning of the base model, positive size 0) where it was
@@ -150,26 +192,24 @@ def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
     """
     out = []
     sub = summary[summary["reverse"] == reverse]
-    unit = _unit(sub)
+    unit, steps = _unit(sub), _direction(sub)
     for task, g in sub.groupby("task", sort=False):
         lift, no_lift = lift_check(g)
         t, control = treated(g), g[g["positive_size"] == 0]
         init, init_se = stats.mean_se(per_seed(t, "initial_slope", ["task"])["initial_slope"])
         later, later_se = stats.mean_se(per_seed(t, "later_slope", ["task"])["later_slope"])
         gaps = per_seed(t, "slope_gap", ["task"]).set_index("seed")["slope_gap"]
-        measure = f"initial slope - later slope ({unit} per negative example)"
+        measure = f"initial slope - later slope ({unit} per {steps.second} example)"
         ours = (f"lift (start - base) {lift.text()}; initial slope {_fmt(init, init_se)} vs later "
-                f"{_fmt(later, later_se)} per negative example (± 1 SE)")
+                f"{_fmt(later, later_se)} per {steps.second} example (± 1 SE)")
         if len(control):
             control_gaps = control.set_index("seed")["slope_gap"]
             gaps = (gaps - control_gaps).dropna()
-            measure += ", less the control arm's (no positive SFT)"
+            measure += f", less the control arm's (no {steps.first} SFT)"
             ours += f"; control arm's gap {_fmt(*stats.mean_se(control_gaps))}"
         out.append(verdicts.judged(
-            "rebound_two_phase", chapter, family=_family(g), task=_label(task, g), measure=measure,
-            effect=stats.effect(gaps.reset_index(drop=True)), ours=ours,
-            paper="fast fall over the first negative examples, then a slower decline (curves only)",
-            precondition=no_lift,
+            claim, chapter, family=_family(g), task=_label(task, g), measure=measure,
+            effect=stats.effect(gaps.reset_index(drop=True)), ours=ours, paper=paper_text, precondition=no_lift,
         ))
     return out
 
@@ -177,8 +217,12 @@ def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft") -
 PARTS = (("start", "start"), ("initial drop", "initial_drop"))  # what more positive data raises (Figure 4)
 
 
+POSITIVE_SIZE_PAPER = "more positive data: higher start, faster initial drop (curves only)"
+
+
 def judge_positive_size(summary: pd.DataFrame, chapter: str, reverse: str = "sft",
-                        claim: str = "rebound_positive_size", parts=PARTS) -> list[verdicts.Verdict]:
+                        claim: str = "rebound_positive_size", parts=PARTS,
+                        paper_text: str = POSITIVE_SIZE_PAPER) -> list[verdicts.Verdict]:
     """More positive data, a higher start and a faster initial drop: per task, one verdict on each of `parts`.
 
     The effects per seed: the least-squares slopes on log10(positive size) of the start and of the initial
@@ -186,20 +230,22 @@ def judge_positive_size(summary: pd.DataFrame, chapter: str, reverse: str = "sft
     the readout (`lift_check`); with one positive size there is no slope ("not testable here").
     """
     out = []
-    paper_text = "more positive data: higher start, faster initial drop (curves only)"
     sub = treated(summary[summary["reverse"] == reverse])
+    steps = _direction(sub)
     for task, g in sub.groupby("task", sort=False):
         lift, no_lift = lift_check(g)
         sizes = g["positive_size"].nunique()
         if sizes < 2:
-            no_lift = f"precondition failed: {sizes} positive size, a slope on positive size needs 2"
+            no_lift = f"precondition failed: {sizes} {steps.first} size, a slope on {steps.first} size needs 2"
         for part, column in parts:
+            after = preference.NAMES.get(reverse, reverse.upper()) if steps.second == "negative" else \
+                f"SFT on {steps.second} data"
             out.append(verdicts.judged(
                 claim, chapter, family=_family(g), task=_label(task, g),
-                measure=(f"slope of the {part} on log10(positive size) after {reverse.upper()} "
+                measure=(f"slope of the {part} on log10({steps.first} size) after {after} "
                          f"({_unit(g)} per 10x)"),
                 effect=stats.effect(size_trend(g, column)["slope"]),
-                ours=f"lift (start - base) {lift.text()}; {sizes} positive sizes",
+                ours=f"lift (start - base) {lift.text()}; {sizes} {steps.first} sizes",
                 paper=paper_text, precondition=no_lift,
             ))
     return out

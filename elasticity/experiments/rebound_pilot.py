@@ -49,9 +49,10 @@ class Config:
     def protocol(self, learning_rate: float, dpo_learning_rate: float | None = None) -> rebound.Config:
         """The family's rebound config cut to the pilot's task, seed and positive size, at one SFT rate (and DPO
         rate)."""
-        return rebound.config(family=self.family, tasks=(self.task,), dpo_task=None, kl_task=self.task,
-                              positive_sizes=(self.positive_size,), seeds=(self.seed,), control=False,
-                              learning_rate=learning_rate, dpo_learning_rate=dpo_learning_rate, device=self.device)
+        return rebound.config(family=self.family, tasks=(self.task,), reversed_direction=False,
+                              kl_task=self.task, positive_sizes=(self.positive_size,), seeds=(self.seed,),
+                              control=False, learning_rate=learning_rate, preference_learning_rate=dpo_learning_rate,
+                              device=self.device)
 
     def units(self) -> list:
         """The base unit, an SFT curve per SFT rate, and a DPO curve per DPO rate (from the family's SFT rate);
@@ -64,7 +65,7 @@ class Config:
         for rate in self.dpo_learning_rates:
             p = self.protocol(chosen, rate)
             found.append(rebound_units.unit(p, self.task, None, None, self.positive_size, self.seed, "dpo",
-                                            p.dpo_learning_rate, p.dpo_beta, kl=True))
+                                            p.preference_learning_rate, kl=True))
         return found
 
 
@@ -116,7 +117,7 @@ def describe(cfg: Config, chosen: rebound.Config) -> str:
             f"examples ({chosen.positive_epochs:g} pass), over SFT rates "
             f"{', '.join(f'{r:g}' for r in cfg.learning_rates)} and DPO rates "
             f"{', '.join(f'{r:g}' for r in cfg.dpo_learning_rates)}; the runs above use {chosen.learning_rate:g} "
-            f"for SFT and {chosen.dpo_learning_rate:g} for DPO, with "
+            f"for SFT and {chosen.preference_learning_rate:g} for DPO, with "
             f"{'LoRA adapters' if chosen.lora else 'all weights'} trained.")
 
 

@@ -21,7 +21,10 @@ from elasticity.config import UserError, check_types
 
 NAME = "rebound"  # the units' directories under the results cache: rebound-base, rebound-unit
 
-REVERSE_METHODS = ("sft", "dpo")  # how the negative (reverse) step is trained
+REVERSE_METHODS = ("sft", *preference.ALGORITHMS)  # how the reverse step is trained
+# The order of the two steps: the paper's (positive data first, then negative), or reversed (its Figure 8: negative
+# data first, then positive; the second step by SFT).
+DIRECTIONS = ("forward", "reversed")
 OFFLINE_TASKS = ("sentiment", "safety")  # data.TASKS run offline
 PAPER_TASKS = ("sentiment-imdb", "safety-beavertails")  # the paper's IMDb and BeaverTails tasks (hub)
 
@@ -130,8 +133,9 @@ SWEEP_SMOKE = dict(positive_sizes=(8,), negative_sizes=(4, 8, 16), initial_negat
 # ---------------------------------------------------------------------------------------------------------
 # Cached units, shared by the three chapters (their keys hold no chapter-specific field):
 #   `BaseUnit`: the pre-trained model's score on the held-out prompts (the reference line).
-#   `PositiveUnit`: one positive SFT, kept as an artifact (its trained weights) that its curves start from.
-#   `Unit`: one negative run (SFT or DPO) from a positive model, evaluated along the way.
+#   `PositiveUnit`: one first SFT (positive data; negative in the reversed direction), kept as an artifact (its
+#   trained weights) that its curves start from.
+#   `Unit`: one reverse run (SFT or a preference algorithm) from such a model, evaluated along the way.
 # An interrupted run resumes at the first unit not yet cached.
 # ---------------------------------------------------------------------------------------------------------
 
@@ -153,12 +157,14 @@ class BaseUnit:
 
 @dataclass(frozen=True)
 class PositiveUnit:
-    """The positive SFT of one task, model and seed: the aligned model that its SFT and DPO curves start from."""
+    """The first SFT of one task, model and seed: the aligned model that its SFT and preference curves start from
+    (on the task's negative data instead, `label` "negative", in the reversed direction)."""
 
     task: str
     family: str
     size: str
     budget_tokens: int | None
+    label: str  # "positive" | "negative": the examples it trains on
     positive_size: int
     learning_rate: float
     positive_epochs: float
@@ -172,22 +178,27 @@ class PositiveUnit:
 @dataclass(frozen=True)
 class Unit:
     """One curve: positive SFT on `positive_size` examples (none for the control arm, size 0), then the negative
-    run of `reverse`; the KL to the base model measured at every evaluation where `kl` (the KL table's curves)."""
+    run of `reverse`; the KL to the base model measured at every evaluation where `kl` (the KL table's curves).
+
+    In the `reversed` direction the two steps swap their data: SFT on `positive_size` negative examples first,
+    then SFT on positive examples, read at `negative_sizes` (the grids keep their names: first and second step).
+    """
 
     task: str
     family: str
     size: str
     budget_tokens: int | None
+    direction: str  # of DIRECTIONS
     positive_size: int
     negative_sizes: tuple[int, ...]
-    reverse: str  # "sft" | "dpo"
+    reverse: str  # of REVERSE_METHODS (SFT only in the reversed direction)
     num_prompts: int
     max_new_tokens: int
     kl_texts: int
     learning_rate: float  # of the positive SFT and of a negative SFT
     positive_epochs: float  # passes of the positive SFT over its examples
     reverse_learning_rate: float  # of the negative step (= learning_rate for SFT)
-    dpo_beta: float  # unused (0.0) for SFT
+    beta: float  # of a preference algorithm (its `preference.DEFAULT_BETA`); unused (0.0) for SFT
     batch_size: int
     max_length: int
     lora: bool
@@ -223,21 +234,34 @@ def base_unit(p: Protocol, task: str, size: str | None, budget: int | None, seed
 
 
 def unit(p: Protocol, task: str, size: str | None, budget: int | None, positive_size: int, seed: int,
-         reverse: str = "sft", reverse_learning_rate: float | None = None, dpo_beta: float = 0.0,
-         kl: bool = False) -> Unit:
+         reverse: str = "sft", reverse_learning_rate: float | None = None, kl: bool = False,
+         direction: str = "forward") -> Unit:
     """The curve unit of a protocol for one task, model, positive size (0: the control arm, negative fine-tuning
-    of the base model), seed and reverse method; `kl`: measure the KL to the base model along it."""
+    of the base model), seed, reverse method (SFT at the protocol's learning rate, or a preference algorithm at
+    `reverse_learning_rate` with its default beta) and direction; `kl`: measure the KL to the base model along it."""
+    elasticity.config.choice("reverse", reverse, REVERSE_METHODS)
+    elasticity.config.choice("direction", direction, DIRECTIONS)
+    if direction == "reversed" and reverse != "sft":
+        raise UserError(f"the reversed direction's second step is SFT, not {reverse!r}")
     size, budget = canonical_model(p.family, size, budget)
+    beta = 0.0
     if reverse == "sft":
-        reverse_learning_rate, dpo_beta = p.learning_rate, 0.0
-    return Unit(task, p.family, size, budget, positive_size, p.negative_sizes, reverse, p.num_prompts,
-                p.max_new_tokens, p.kl_texts, p.learning_rate, p.positive_epochs, reverse_learning_rate, dpo_beta,
+        reverse_learning_rate = p.learning_rate
+    else:
+        beta = preference.DEFAULT_BETA[reverse]
+    return Unit(task, p.family, size, budget, direction, positive_size, p.negative_sizes, reverse, p.num_prompts,
+                p.max_new_tokens, p.kl_texts, p.learning_rate, p.positive_epochs, reverse_learning_rate, beta,
                 p.batch_size, p.max_length, p.lora, kl, seed, p.device)
 
 
+def _labels(u: Unit) -> tuple[str, str]:
+    # The data of the first and of the second step: ("positive", "negative"), swapped in the reversed direction.
+    return ("positive", "negative") if u.direction == "forward" else ("negative", "positive")
+
+
 def positive_unit(u: Unit) -> PositiveUnit:
-    """The positive SFT a curve unit starts from (the same for its SFT and DPO curves)."""
-    return PositiveUnit(u.task, u.family, u.size, u.budget_tokens, u.positive_size, u.learning_rate,
+    """The first SFT a curve unit starts from (the same for its SFT and preference curves)."""
+    return PositiveUnit(u.task, u.family, u.size, u.budget_tokens, _labels(u)[0], u.positive_size, u.learning_rate,
                         u.positive_epochs, u.batch_size, u.max_length, u.lora, u.seed, u.device)
 
 
@@ -295,7 +319,7 @@ def _compute_base(u: BaseUnit) -> dict:
                      _held_out(task, u.kl_texts))
 
 
-def _dpo_pairs(negative: list[data.Example], rejected: list[str]) -> list[dict]:
+def _preference_pairs(negative: list[data.Example], rejected: list[str]) -> list[dict]:
     # A negative-preferred pair on one prompt: a negative example's prompt, its own (negative) response chosen,
     # and `rejected`, the positive model's own answer to that prompt.
     return [{"prompt": n.prompt, "chosen": n.response, "rejected": r} for n, r in zip(negative, rejected, strict=True)]
@@ -317,7 +341,7 @@ def _negative_run(u: Unit, model, tokenizer, negative: list[data.Example], evalu
         # (as long as the training window allows), so the pair differs in sentiment, not in prompt coherence.
         rejected = generate.generate(model, tokenizer, [n.prompt for n in negative], max_new_tokens=u.max_length,
                                      seed=u.seed, batch_size=GENERATE_BATCH, progress=False)
-        return _preference_run(u, model, tokenizer, _dpo_pairs(negative, rejected), evaluate)
+        return _preference_run(u, model, tokenizer, _preference_pairs(negative, rejected), evaluate)
     steps_at = {n // u.batch_size: n for n in u.negative_sizes}
     rows: list[dict] = []
 
@@ -342,7 +366,7 @@ def _preference_run(u: Unit, model, tokenizer, pairs: list[dict], evaluate) -> l
             rows.append({"negative_examples": steps_at[step], **evaluate(trained)})
 
     cfg = preference.PreferenceConfig(u.reverse, learning_rate=u.reverse_learning_rate, batch_size=u.batch_size,
-                                      max_length=u.max_length, seed=u.seed, beta=u.dpo_beta, device=u.device)
+                                      max_length=u.max_length, seed=u.seed, beta=u.beta, device=u.device)
     preference.train(model, tokenizer, pairs, cfg, on_step=on_step)
     if [r["negative_examples"] for r in rows] != list(u.negative_sizes):
         raise RuntimeError(f"{u.reverse} evaluated after {[r['negative_examples'] for r in rows]} examples, "
@@ -356,14 +380,15 @@ def _positive_config(p: PositiveUnit) -> finetune.FinetuneConfig:
 
 
 def _build_positive(p: PositiveUnit, directory: Path) -> None:
-    """Positive SFT of the base model; writes the trained weights (all of them, or the LoRA adapters) and the
-    final training loss."""
+    """The first SFT of the base model (on the task's positive examples, or its negative ones where `p.label` says
+    so); writes the trained weights (all of them, or the LoRA adapters) and the final training loss."""
     import torch
 
     task = data.task(p.task)
-    positive = data.examples(task.dataset, "train", n=p.positive_size, seed=p.seed, label=task.positive)
+    label = task.positive if p.label == "positive" else task.negative
+    first = data.examples(task.dataset, "train", n=p.positive_size, seed=p.seed, label=label)
     model, tokenizer = _load(p)
-    trained = finetune.finetune(model, tokenizer, positive, _positive_config(p), progress=False)
+    trained = finetune.finetune(model, tokenizer, first, _positive_config(p), progress=False)
     torch.save(finetune.trainable_state(trained.model), directory / "weights.pt")
     (directory / "positive.json").write_text(json.dumps({"final_loss_nats": trained.final_loss}))
 
@@ -398,7 +423,9 @@ def _compute_unit(u: Unit) -> dict:
     prompts = _prompts(task, u.num_prompts)
     held_out = _held_out(task, u.kl_texts)
     kl_texts = held_out["positive"] + held_out["negative"]
-    negative = data.examples(task.dataset, "train", n=u.negative_sizes[-1], seed=u.seed, label=task.negative)
+    # The reverse step's data: negative examples (positive ones in the reversed direction).
+    label = task.negative if _labels(u)[1] == "negative" else task.positive
+    reverse_data = data.examples(task.dataset, "train", n=u.negative_sizes[-1], seed=u.seed, label=label)
 
     model, tokenizer = _load(u)
     # The base model enters only the KL to base: its log-probabilities on the KL texts, computed once here
@@ -417,7 +444,7 @@ def _compute_unit(u: Unit) -> dict:
     else:
         model, final_loss = _positive_model(u, model)
     rows = [{"negative_examples": 0, **evaluate(model), "positive_final_loss_nats": final_loss}]
-    return {"rows": rows + _negative_run(u, model, tokenizer, negative, evaluate)}
+    return {"rows": rows + _negative_run(u, model, tokenizer, reverse_data, evaluate)}
 
 
 def cache_entry(u: BaseUnit | Unit) -> results.Unit:
@@ -434,12 +461,13 @@ def compute(u: BaseUnit | Unit) -> dict:
 
 def pending(units: list) -> list:
     """The units not cached yet, the longest first (positive examples times epochs plus negative examples;
-    DPO counts twice, for its reference model; a positive SFT counts in every curve that may train it first):
-    so that worker processes finish together."""
+    DPO and KTO count twice, for their reference model; a positive SFT counts in every curve that may train it
+    first): so that worker processes finish together."""
     def cost(u) -> float:
         if isinstance(u, BaseUnit):
             return 0
-        return (u.positive_size * u.positive_epochs + u.negative_sizes[-1]) * (2 if u.reverse == "dpo" else 1)
+        anchored = u.reverse in preference.ANCHORED
+        return (u.positive_size * u.positive_epochs + u.negative_sizes[-1]) * (2 if anchored else 1)
 
     def cached(u) -> bool:
         return cache_entry(u).is_cached()
@@ -461,7 +489,7 @@ def measure(units: list, desc: str, workers: int | None = None) -> list[dict]:
 
 
 def _unit_fields(u: BaseUnit | Unit) -> dict:
-    keep = ("task", "family", "size", "budget_tokens", "positive_size", "reverse", "seed")
+    keep = ("task", "family", "size", "budget_tokens", "direction", "positive_size", "reverse", "seed")
     row = {f.name: getattr(u, f.name) for f in fields(u) if f.name in keep}
     row["model"] = model_label(u.family, u.size, u.budget_tokens)
     return row
@@ -498,12 +526,13 @@ def collect(units: list, desc: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return curves, base
 
 
-def check_data(p: Protocol, tasks, positive_sizes) -> None:
-    """Raise a `UserError` before any training if a task lacks the examples or prompts asked for."""
+def check_data(p: Protocol, tasks, positive_sizes, negative: int | None = None) -> None:
+    """Raise a `UserError` before any training if a task lacks the examples or prompts asked for (`negative`
+    negative examples; None: the largest negative size)."""
     for name in tasks:
         task = data.task(name)
         data.examples(task.dataset, "train", n=max(positive_sizes), label=task.positive)
-        data.examples(task.dataset, "train", n=p.negative_sizes[-1], label=task.negative)
+        data.examples(task.dataset, "train", n=negative or p.negative_sizes[-1], label=task.negative)
         task.eval_prompts(p.num_prompts)
         _held_out(task, p.kl_texts)
 

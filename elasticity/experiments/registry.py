@@ -41,7 +41,7 @@ PLANNED: dict[str, Planned] = {
         Planned("resistance", "elasticity.experiments.resistance", "resistance", ("resistance", "resistance_kl")),
         Planned("rebound", "elasticity.experiments.rebound", "rebound",
                 ("rebound_two_phase", "rebound_positive_size", "rebound_below_base", "kl_table",
-                 "preference_ablation")),
+                 "preference_ablation", "reversed_direction")),
         Planned("model_size", "elasticity.experiments.model_size", "model_size", ("model_size",)),
         Planned("pretraining_volume", "elasticity.experiments.pretraining_volume", "pretraining_volume",
                 ("pretraining_volume", "pretraining_threshold")),
