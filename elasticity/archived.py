@@ -9,7 +9,8 @@ measuring code has changed since it was archived (its code key no longer matches
 An archivable experiment module has `NAME` (the archive's file stem: the chapter's own experiment is named as the
 chapter), `CHAPTER`, `Config`, `TABLES` (the names of its measured tables), `cached_units(cfg)`, `measure(cfg)`
 (those tables, read from the cache once computed) and `judged(tables, cfg)`; optionally `wanted(cfg)`, whether a
-chapter's run of that config archives it.
+chapter's run of that config archives it, and `upgrade_config(fields)`, an older archive's config fields in today's
+names.
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ def read(path: Path, module: ModuleType) -> Archived:
     if not isinstance(provenance, dict) or (missing := [f for f in PROVENANCE if f not in provenance]):
         raise refuse(f"its provenance lacks {', '.join(missing) if isinstance(provenance, dict) else 'every field'}")
     try:
-        cfg = module.Config(**record["config"])
+        cfg = module.Config(**getattr(module, "upgrade_config", dict)(record["config"]))
         tables = results._decode(record["tables"])
     except (TypeError, ValueError, KeyError) as error:
         raise refuse(f"its config or tables cannot be read ({error})") from None

@@ -127,6 +127,7 @@ def test_the_repositorys_archives_are_readable(monkeypatch):
     """Every archive committed under results/ reads and is judged by today's code (stale or not: that the
     chapter says in words)."""
     from elasticity import paths
+    from elasticity.experiments import rebound, rebound_pilot
 
     monkeypatch.setenv(archived.ENV, str(paths.project_root() / "results"))
     found, refused = archived.rejudge(resistance)
@@ -134,6 +135,35 @@ def test_the_repositorys_archives_are_readable(monkeypatch):
     for rejudged in found:
         assert rejudged.archived.provenance["commit"] and not rejudged.archived.provenance["dirty"]
         assert set(rejudged.result["verdicts"]["claim"]) == set(resistance.CLAIMS)
+    for module in (rebound, rebound_pilot):
+        found, refused = archived.rejudge(module)
+        assert refused == [] and found
+
+
+def test_an_archive_of_the_dpo_only_ablation_reads_in_todays_fields(tmp_path, monkeypatch):
+    """A rebound archive written before KTO, SimPO and the reversed direction (config fields dpo_*) reads as
+    what it ran: the DPO ablation alone, in the paper's order; a beta other than DPO's is refused."""
+    import json
+
+    from elasticity import paths
+    from elasticity.experiments import rebound
+
+    record = json.loads((paths.project_root() / "results" / "smollm2-135m" / "rebound.json").read_text())
+    old = {k: v for k, v in record["config"].items()
+           if k not in ("preference_task", "preference_positive_sizes", "preference_learning_rate", "algorithms",
+                        "reversed_direction", "reversed_task", "reversed_sizes")}
+    old.update(dpo_task="sentiment", dpo_positive_sizes=[50, 500], dpo_beta=0.1, dpo_learning_rate=0.001)
+    monkeypatch.setenv(archived.ENV, str(tmp_path))
+    path = tmp_path / "smollm2-135m" / "rebound.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({**record, "config": old}))
+    cfg = archived.read(path, rebound).config
+    assert (cfg.preference_task, cfg.preference_positive_sizes, cfg.preference_learning_rate) == (
+        "sentiment", (50, 500), 0.001)
+    assert cfg.algorithms == ("dpo",) and not cfg.reversed_direction
+    path.write_text(json.dumps({**record, "config": {**old, "dpo_beta": 0.5}}))
+    with pytest.raises(archived.ArchiveError, match="dpo_beta 0.5 is not the beta DPO runs at now"):
+        archived.read(path, rebound)
 
 
 def test_compute_time_counts_nested_units_once_and_no_gap():

@@ -125,6 +125,7 @@ def test_smoke_run_end_to_end(tmp_path, monkeypatch):
     rev = verdict_frame[verdict_frame["claim"] == "reversed_direction"]
     assert len(rev) == 3 and rev["measure"].str.contains("negated").all()
     assert rev["measure"].str.contains("per positive example|log10\\(negative size\\)").all()
+    assert rev["measure"].str.contains("(negated share judged positive", regex=False).all()
     # outcomes agree with the numbers: recompute the two-phase effect (less the control arm's) from the summary
     summary = result["summary"]
     primary = summary[(summary["reverse"] == "sft") & (summary["readout"] == rebound_judge.PRIMARY)

@@ -206,6 +206,20 @@ def units(cfg: Config) -> list:
     return found
 
 
+def upgrade_config(fields: dict) -> dict:
+    """An archived config in today's fields (`elasticity.archived.read`): one written before KTO, SimPO and the
+    reversed direction existed (its `dpo_*` fields) ran the DPO ablation alone, at beta 0.1, in the paper's order."""
+    if "dpo_task" not in fields:
+        return dict(fields)
+    if fields.get("dpo_beta", 0.1) != preference.DEFAULT_BETA["dpo"]:
+        raise ValueError(f"dpo_beta {fields['dpo_beta']} is not the beta DPO runs at now "
+                         f"({preference.DEFAULT_BETA['dpo']})")
+    out = {k: v for k, v in fields.items() if not k.startswith("dpo_")}
+    return {**out, "preference_task": fields["dpo_task"], "preference_positive_sizes": fields["dpo_positive_sizes"],
+            "preference_learning_rate": fields["dpo_learning_rate"], "algorithms": ("dpo",),
+            "reversed_direction": False}
+
+
 def cached_units(cfg: Config) -> list[results.Unit]:
     """The training units `run(cfg)` reads from the results cache (for `elasticity status`)."""
     return [rebound_units.cache_entry(u) for u in units(cfg)]

@@ -129,7 +129,7 @@ def _direction(summary: pd.DataFrame) -> Direction:
 def _unit(summary: pd.DataFrame) -> str:
     # The unit of the summary's readout, for the verdicts' words ("negated" on a reversed curve, see `oriented`).
     units = READOUTS[_readout(summary)].units
-    return units if _direction(summary).first == "positive" else f"{units}, negated"
+    return units if _direction(summary).first == "positive" else f"negated {units}"
 
 
 def _label(task: str, summary: pd.DataFrame) -> str:

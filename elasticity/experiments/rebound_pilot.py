@@ -98,7 +98,11 @@ def judged(tables: dict, cfg: Config) -> dict:
     (and the lift), after the first negative examples and at the end of the negative run, the compression gap's
     lift and the KL to the base after the positive SFT; no verdicts."""
     curves, base = tables["curves"], tables["base"]
-    initial = rebound.config(family=cfg.family).initial_negative
+    # The first negative examples of the preset the curves were measured at (not of today's scale: an archive
+    # of the default scale is also judged in a smoke build).
+    grid = tuple(sorted(set(curves["negative_examples"]) - {0}))
+    initial = next((p.initial_negative for p in rebound.PRESETS.values() if p.negative_sizes == grid),
+                   rebound.config(family=cfg.family).initial_negative)
     rows = []
     for (reverse, rate), g in curves.groupby(["reverse", "learning_rate"], sort=False):
         share = rebound_judge.summarize(g, base, initial).iloc[0]
