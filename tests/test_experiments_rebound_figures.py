@@ -12,8 +12,8 @@ def _curves() -> tuple[pd.DataFrame, pd.DataFrame]:
             base.append({"task": task, "seed": seed, "score": 0.1, "share_positive": 0.2, "bits_gap": -0.1})
             for size in (0, 50, 500):
                 for n in (0, 5, 10, 50):
-                    rows.append({"task": task, "reverse": "sft", "positive_size": size, "seed": seed,
-                                 "negative_examples": n, "score": 0.5 - n / 200 + seed / 100,
+                    rows.append({"task": task, "direction": "forward", "reverse": "sft", "positive_size": size,
+                                 "seed": seed, "negative_examples": n, "score": 0.5 - n / 200 + seed / 100,
                                  "share_positive": 0.6 - n / 100, "bits_gap": 0.1 - n / 1000,
                                  "kl_to_base_nats": 0.2 / (1 + n) if size else 0.01 * n})
     return pd.DataFrame(rows), pd.DataFrame(base)
@@ -68,7 +68,7 @@ def test_heatmaps_have_a_panel_per_reverse_step_a_row_per_positive_size_and_cell
 def test_reversed_curves_are_drawn_apart_along_positive_examples():
     curves, base = _curves()
     back = curves.assign(direction="reversed", share_positive=lambda f: 0.1 + f["negative_examples"] / 100)
-    both = pd.concat([curves.assign(direction="forward"), back])
+    both = pd.concat([curves, back])
     ax = rebound_figures.plot_curves(both, base, direction="reversed").get_axes()[0]
     assert ax.get_xlabel() == "positive examples" and ax.get_lines()[1].get_ydata()[0] == 0.1
     ax = rebound_figures.plot_curves(both, base).get_axes()[0]  # forward by default, as before

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from elasticity import data, plotting, preference
-from elasticity.experiments import rebound_judge
+from elasticity import data, plotting
+from elasticity.experiments import rebound_judge, rebound_units
 
 
 def _negative_axis(ax, values, first: int) -> None:
@@ -32,7 +32,6 @@ def plot_curves(curves: pd.DataFrame, base: pd.DataFrame, *, panel: str = "task"
     model's mean over seeds in that panel. The x axis is linear up to the first negative size and
     logarithmic above it (the paper's sizes are spaced roughly geometrically).
     """
-    curves = rebound_judge.directed(curves)
     sub = curves[(curves["reverse"] == reverse) & (curves["direction"] == direction)]
     panels = list(panels or dict.fromkeys(sub[panel]))
     fig, axes = plotting.new_figure(len(panels), width=3.6 * len(panels) + 0.8, height=3.4, squeeze=False)
@@ -51,7 +50,7 @@ def plot_curves(curves: pd.DataFrame, base: pd.DataFrame, *, panel: str = "task"
         level = base.loc[base[panel] == value, readout].mean()
         ax.axhline(level, ls="--", lw=1, color=plotting.COLORS["base"], label="base model")
         ax.set_title(str(value))
-        ax.set_xlabel(f"{rebound_judge.DIRECTIONS[direction].second} examples")
+        ax.set_xlabel(f"{rebound_units.STEPS[direction].second} examples")
         scorer = data.task(t["task"].iloc[0]).scorer
         ax.set_ylabel(rebound_judge.READOUTS[readout].axis.format(scorer=scorer))
         _negative_axis(ax, t["negative_examples"], first)
@@ -61,7 +60,6 @@ def plot_curves(curves: pd.DataFrame, base: pd.DataFrame, *, panel: str = "task"
 
 def plot_kl(curves: pd.DataFrame, task: str, epsilon: float):
     """KL to the base model (nats/token) along the negative run, one curve per positive size."""
-    curves = rebound_judge.directed(curves)
     sub = curves[(curves["task"] == task) & (curves["reverse"] == "sft") & (curves["positive_size"] > 0)
                  & (curves["direction"] == "forward")]
     fig, ax = plotting.new_figure(width=5.0, height=3.4)
@@ -86,7 +84,6 @@ def plot_kl(curves: pd.DataFrame, task: str, epsilon: float):
 def plot_heatmaps(curves: pd.DataFrame, task: str, reverses, positive_sizes, readout: str = "share_positive"):
     """The paper's Figure 7: one heat map per reverse step (SFT, DPO, KTO, SimPO), a row per positive size and a
     column per number of negative examples, each cell the readout's mean over seeds (written in it)."""
-    curves = rebound_judge.directed(curves)
     sub = curves[(curves["task"] == task) & (curves["direction"] == "forward")
                  & curves["positive_size"].isin(positive_sizes)]
     tables = [sub[sub["reverse"] == r].pivot_table(index="positive_size", columns="negative_examples",
@@ -105,7 +102,7 @@ def plot_heatmaps(curves: pd.DataFrame, task: str, reverses, positive_sizes, rea
                     color="white" if value < (low + high) / 2 else "black")
         ax.set_xticks(range(table.shape[1]), [f"{int(c):,}" for c in table.columns], fontsize=7)
         ax.set_yticks(range(table.shape[0]), [f"{int(r):,}" for r in table.index], fontsize=8)
-        ax.set_title(preference.NAMES.get(reverse, reverse.upper()))
+        ax.set_title(rebound_units.REVERSE_NAMES[reverse])
         ax.set_xlabel("negative examples")
         ax.grid(False)
     axes[0][0].set_ylabel("positive examples")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from elasticity import paper, preference, stats, verdicts
+from elasticity import paper, stats, verdicts
+from elasticity.experiments import rebound_units
 
 # What the paper reports for the end of the negative curves (Figure 4, per CY-F and KO): the IMDb curves
 # fall below the base model's level, the BeaverTails curves converge near it. Each task is matched to
@@ -22,26 +23,15 @@ END_SHAPE = {"sentiment": "below", "sentiment-imdb": "below", "safety": "near", 
 GROUP = ["task", "model", "family", "size", "budget_tokens", "direction", "reverse", "positive_size", "seed"]
 
 
-@dataclass(frozen=True)
-class Direction:
-    """The order of a curve's two steps, in the verdicts' words: the data of the first step and of the second."""
-
-    first: str
-    second: str
-
-
-# The paper's order (Figure 4), and the reversed one (Figure 8): negative data first, then positive. A reversed
-# curve is judged on its readouts negated (`oriented`), so that its first step, like the paper's, lifts them and
-# its second step brings them down: every summary and verdict below then reads both directions alike.
-DIRECTIONS = {"forward": Direction("positive", "negative"), "reversed": Direction("negative", "positive")}
-
-
 def directed(curves: pd.DataFrame) -> pd.DataFrame:
     """`curves` with a `direction` column: all forward where it has none (measured before the reversed direction
     existed, as an older archive's)."""
     return curves if "direction" in curves else curves.assign(direction="forward")
 
 
+# A reversed curve (`rebound_units.STEPS`: negative data first, then positive) is judged on its readouts negated
+# (`oriented`), so that its first step, like the paper's, lifts them and its second step brings them down: every
+# summary and verdict below then reads both directions alike.
 def oriented(frame: pd.DataFrame, direction: str) -> pd.DataFrame:
     """`frame` (curves or base rows) with every readout of `READOUTS` negated in the reversed direction."""
     if direction == "forward":
@@ -84,7 +74,6 @@ def summarize(curves: pd.DataFrame, base: pd.DataFrame, initial_negative: int, r
     `kl_min_nats`.
     """
     rows = []
-    curves = directed(curves)
     base_keys = ["task", "model", "seed"]
     base_level = {tuple(r[k] for k in base_keys): r[readout] for r in base.to_dict("records")}
     for key, group in curves.groupby(GROUP, sort=False, dropna=False):
@@ -121,15 +110,15 @@ def _readout(summary: pd.DataFrame) -> str:
     return summary["readout"].iloc[0] if len(summary) else PRIMARY
 
 
-def _direction(summary: pd.DataFrame) -> Direction:
-    # The direction of a `summarize` table's curves (forward where the table is empty).
-    return DIRECTIONS[summary["direction"].iloc[0] if len(summary) else "forward"]
+def _steps(summary: pd.DataFrame) -> rebound_units.Steps:
+    # The steps of a `summarize` table's curves (forward where the table is empty).
+    return rebound_units.STEPS[summary["direction"].iloc[0] if len(summary) else "forward"]
 
 
 def _unit(summary: pd.DataFrame) -> str:
     # The unit of the summary's readout, for the verdicts' words ("negated" on a reversed curve, see `oriented`).
     units = READOUTS[_readout(summary)].units
-    return units if _direction(summary).first == "positive" else f"negated {units}"
+    return units if _steps(summary).first == "positive" else f"negated {units}"
 
 
 def _label(task: str, summary: pd.DataFrame) -> str:
@@ -173,7 +162,7 @@ def lift_check(summary: pd.DataFrame) -> tuple[stats.Effect, str | None]:
         precondition failed, with the lift's numbers.
     """
     lift = stats.effect(per_seed(treated(summary), "lift", [])["lift"])
-    first = _direction(summary).first
+    first = _steps(summary).first
     return lift, verdicts.precondition_of(f"the {first} SFT lift (start - base, {_unit(summary)})", lift)
 
 
@@ -192,7 +181,7 @@ def judge_two_phase(summary: pd.DataFrame, chapter: str, reverse: str = "sft", c
     """
     out = []
     sub = summary[summary["reverse"] == reverse]
-    unit, steps = _unit(sub), _direction(sub)
+    unit, steps = _unit(sub), _steps(sub)
     for task, g in sub.groupby("task", sort=False):
         lift, no_lift = lift_check(g)
         t, control = treated(g), g[g["positive_size"] == 0]
@@ -231,14 +220,14 @@ def judge_positive_size(summary: pd.DataFrame, chapter: str, reverse: str = "sft
     """
     out = []
     sub = treated(summary[summary["reverse"] == reverse])
-    steps = _direction(sub)
+    steps = _steps(sub)
     for task, g in sub.groupby("task", sort=False):
         lift, no_lift = lift_check(g)
         sizes = g["positive_size"].nunique()
         if sizes < 2:
             no_lift = f"precondition failed: {sizes} {steps.first} size, a slope on {steps.first} size needs 2"
         for part, column in parts:
-            after = preference.NAMES.get(reverse, reverse.upper()) if steps.second == "negative" else \
+            after = rebound_units.REVERSE_NAMES[reverse] if steps.second == "negative" else \
                 f"SFT on {steps.second} data"
             out.append(verdicts.judged(
                 claim, chapter, family=_family(g), task=_label(task, g),

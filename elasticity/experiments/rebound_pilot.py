@@ -97,7 +97,7 @@ def judged(tables: dict, cfg: Config) -> dict:
     """`grid`: per reverse step and rate, the share judged positive of the base model, after the positive SFT
     (and the lift), after the first negative examples and at the end of the negative run, the compression gap's
     lift and the KL to the base after the positive SFT; no verdicts."""
-    curves, base = tables["curves"], tables["base"]
+    curves, base = rebound_judge.directed(tables["curves"]), tables["base"]
     # The first negative examples of the preset the curves were measured at (not of today's scale: an archive
     # of the default scale is also judged in a smoke build).
     grid = tuple(sorted(set(curves["negative_examples"]) - {0}))
@@ -107,7 +107,7 @@ def judged(tables: dict, cfg: Config) -> dict:
     for (reverse, rate), g in curves.groupby(["reverse", "learning_rate"], sort=False):
         share = rebound_judge.summarize(g, base, initial).iloc[0]
         bits = rebound_judge.summarize(g, base, initial, "bits_gap").iloc[0]
-        rows.append({"reverse step": reverse.upper(), "rate": rate, "base share": share["base"],
+        rows.append({"reverse step": rebound_units.REVERSE_NAMES[reverse], "rate": rate, "base share": share["base"],
                      "share after positive SFT": share["start"], "lift": share["lift"],
                      f"share after {initial} negative": share["initial"], "share at the end": share["end"],
                      "compression-gap lift (bits/token)": bits["lift"],

@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,9 +23,21 @@ from elasticity.config import UserError, check_types
 NAME = "rebound"  # the units' directories under the results cache: rebound-base, rebound-unit
 
 REVERSE_METHODS = ("sft", *preference.ALGORITHMS)  # how the reverse step is trained
-# The order of the two steps: the paper's (positive data first, then negative), or reversed (its Figure 8: negative
-# data first, then positive; the second step by SFT).
-DIRECTIONS = ("forward", "reversed")
+REVERSE_NAMES = {"sft": "SFT", **preference.NAMES}  # as tables, figures and verdicts write them
+
+
+class Steps(NamedTuple):
+    """The data of a curve's two steps: of the first (SFT) and of the second (the reverse step)."""
+
+    first: str
+    second: str
+
+
+# The order of the two steps, by direction: the paper's (positive data first, then negative), or reversed (its
+# Figure 8: negative data first, then positive; the second step by SFT).
+STEPS = {"forward": Steps("positive", "negative"), "reversed": Steps("negative", "positive")}
+DIRECTIONS = tuple(STEPS)
+
 OFFLINE_TASKS = ("sentiment", "safety")  # data.TASKS run offline
 PAPER_TASKS = ("sentiment-imdb", "safety-beavertails")  # the paper's IMDb and BeaverTails tasks (hub)
 
@@ -254,15 +267,10 @@ def unit(p: Protocol, task: str, size: str | None, budget: int | None, positive_
                 p.batch_size, p.max_length, p.lora, kl, seed, p.device)
 
 
-def _labels(u: Unit) -> tuple[str, str]:
-    # The data of the first and of the second step: ("positive", "negative"), swapped in the reversed direction.
-    return ("positive", "negative") if u.direction == "forward" else ("negative", "positive")
-
-
 def positive_unit(u: Unit) -> PositiveUnit:
     """The first SFT a curve unit starts from (the same for its SFT and preference curves)."""
-    return PositiveUnit(u.task, u.family, u.size, u.budget_tokens, _labels(u)[0], u.positive_size, u.learning_rate,
-                        u.positive_epochs, u.batch_size, u.max_length, u.lora, u.seed, u.device)
+    return PositiveUnit(u.task, u.family, u.size, u.budget_tokens, STEPS[u.direction].first, u.positive_size,
+                        u.learning_rate, u.positive_epochs, u.batch_size, u.max_length, u.lora, u.seed, u.device)
 
 
 def model_label(family: str, size: str, budget: int | None) -> str:
@@ -424,7 +432,7 @@ def _compute_unit(u: Unit) -> dict:
     held_out = _held_out(task, u.kl_texts)
     kl_texts = held_out["positive"] + held_out["negative"]
     # The reverse step's data: negative examples (positive ones in the reversed direction).
-    label = task.negative if _labels(u)[1] == "negative" else task.positive
+    label = task.negative if STEPS[u.direction].second == "negative" else task.positive
     reverse_data = data.examples(task.dataset, "train", n=u.negative_sizes[-1], seed=u.seed, label=label)
 
     model, tokenizer = _load(u)
