@@ -35,8 +35,8 @@ def _synthetic(task, shape, seeds=(0, 1, 2), positive_sizes=(100, 1000), base_le
                 kl = 0.1 * math.log10(p) * math.exp(-n * speed / 40) + 0.001
                 rows.append({"task": task, "model": "m", "family": "tiny", "size": None, "budget_tokens": None,
                              "direction": "forward", "reverse": reverse, "positive_size": p, "seed": seed,
-                             "negative_examples": n,
-                             "score": score, "share_positive": score, "score_sd": 0.1, "kl_to_base_nats": kl})
+                             "negative_examples": n, "score": score, "share_positive": score, "score_sd": 0.1,
+                             "kl_to_base_nats": kl})
     return pd.DataFrame(rows), pd.DataFrame(base_rows)
 
 

@@ -214,7 +214,7 @@ def upgrade_config(fields: dict) -> dict:
     reversed direction existed (its `dpo_*` fields) ran the DPO ablation alone, at beta 0.1, in the paper's order."""
     if "dpo_task" not in fields:
         return dict(fields)
-    if fields.get("dpo_beta", 0.1) != preference.DEFAULT_BETA["dpo"]:
+    if fields.get("dpo_beta", preference.DEFAULT_BETA["dpo"]) != preference.DEFAULT_BETA["dpo"]:
         raise ValueError(f"dpo_beta {fields['dpo_beta']} is not the beta DPO runs at now "
                          f"({preference.DEFAULT_BETA['dpo']})")
     out = {k: v for k, v in fields.items() if not k.startswith("dpo_")}
